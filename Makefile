@@ -1,0 +1,28 @@
+# One-command set-up and test. PYTHON picks the interpreter that creates .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch build that lies on the development machines' disk; override on a
+# cluster, e.g. `make install TORCH_PIN="torch torchvision"`.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test lint bench-optim clean
+
+install:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(TORCH_PIN)
+	$(PY) -m pip install -e ".[dev]"
+
+test:
+	$(PY) -m pytest -q
+
+lint:
+	$(PY) -m ruff check cmrepro tests scripts
+	$(PY) -m ruff format --check cmrepro tests scripts
+
+bench-optim:
+	$(PY) scripts/bench_optim.py --device cpu --out results/bench/optim_cpu.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,23 @@
+"""The optimizers of the paper as plain ``torch.optim.Optimizer`` classes.
+
+``from cmrepro.optim import AdamCM`` and use it like ``torch.optim.Adam``.
+Nothing here imports the rest of cmrepro.
+"""
+
+from .adam_cg import AdamCG
+from .adam_cm import AdamCM
+from .factory import OPTIMIZER_NAMES, create_optimizer
+from .sam import SAM, frozen_batchnorm_statistics
+from .sgd_cg import SGDCG
+from .sgd_cm import SGDCM
+
+__all__ = [
+    "AdamCG",
+    "AdamCM",
+    "OPTIMIZER_NAMES",
+    "SAM",
+    "SGDCG",
+    "SGDCM",
+    "create_optimizer",
+    "frozen_batchnorm_statistics",
+]

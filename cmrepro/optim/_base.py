@@ -1,0 +1,283 @@
+"""The base class of the critical-buffer optimizers.
+
+It owns what every variant shares: state creation in flat buckets, the
+priority key, the choice between the multi-tensor and the per-parameter path,
+weight decay, the key decay, ``state_dict`` round trips and diagnostics. A
+variant only writes its update rule, :meth:`CriticalOptimizer.direction`, once:
+it receives either one parameter's views or a whole bucket's flat tensors and
+cannot tell which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .buffer import CriticalBuffer, buffer_gram, buffer_statistics, priority_key
+from ._state import BUFFER_ENTRIES, FlatBucket, bucket_key
+
+
+@dataclass
+class RuleState:
+    """What an update rule sees: counters, moments and the critical buffer."""
+
+    step: Tensor  # float32 step counter(s), already incremented for this step
+    moments: dict[str, Tensor]
+    buffer: CriticalBuffer
+
+    @property
+    def t(self) -> Tensor:
+        """This step's number ``t`` (1 on the first step), as a 0-d tensor."""
+        return self.step.reshape(-1)[0]
+
+
+class CriticalOptimizer(Optimizer):
+    """A ``torch.optim.Optimizer`` with a critical buffer per parameter.
+
+    Subclasses set :attr:`decoupled_weight_decay` and implement
+    :meth:`moment_names` and :meth:`direction`.
+    """
+
+    #: ``True``: ``theta *= 1 - lr * weight_decay`` before the update (AdamW
+    #: style). ``False``: the rule adds ``weight_decay * theta`` itself.
+    decoupled_weight_decay: bool = False
+    #: The official SGD+CG skips the key decay when ``decay == 0``.
+    skip_zero_decay: bool = False
+
+    def __init__(self, params, defaults: dict) -> None:
+        super().__init__(params, defaults)
+        self._buckets: dict[int, tuple[dict, dict]] = {}
+
+    # ---- what a variant defines -------------------------------------------------
+    def moment_names(self, group: dict) -> tuple[str, ...]:
+        """The per-parameter moment tensors the rule keeps (zeros at creation)."""
+        raise NotImplementedError
+
+    def direction(
+        self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, key: Tensor, first: bool
+    ) -> Tensor | None:
+        """Offer to the buffer and return what to subtract from the parameter.
+
+        ``first`` is true on the parameter's first step (state just created).
+        ``theta`` holds the parameter values when the rule needs them for
+        coupled weight decay, else ``None``. Return ``None`` for no move.
+        """
+        raise NotImplementedError
+
+    # ---- step ---------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict) -> None:
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        for p in params:
+            if p.grad.is_sparse:
+                raise ValueError(f"invalid grad: sparse gradients are not supported by {type(self).__name__}")
+        key = priority_key([p.grad for p in params], _key_dtype(group))
+        for bucket, stepping, new in self._buckets_for(group, params):
+            bucket_key_value = key.to(bucket.device, non_blocking=True)
+            if len(stepping) < len(bucket.params):
+                bucket.lockstep = False
+            if group["foreach"] and bucket.lockstep:
+                # In lockstep every parameter of the bucket is new or none is.
+                self._step_bucket(group, bucket, bucket_key_value, first=bool(new))
+            else:
+                for p in stepping:
+                    self._step_param(group, p, bucket_key_value, first=id(p) in new)
+
+    def _step_bucket(self, group: dict, bucket: FlatBucket, key: Tensor, first: bool) -> None:
+        """Multi-tensor path: the whole bucket as flat tensors."""
+        grad = torch.cat([p.grad.reshape(-1) for p in bucket.params])
+        theta = torch.cat([p.reshape(-1) for p in bucket.params]) if self._needs_theta(group) else None
+        state = RuleState(bucket.step, bucket.moments, bucket.critical_buffer())
+        self._apply(group, state, bucket.params, grad, theta, key, first, bucket.split)
+
+    def _step_param(self, group: dict, p: Tensor, key: Tensor, first: bool) -> None:
+        """Single-tensor path: one parameter through its views. The readable reference."""
+        s = self.state[p]
+        state = RuleState(
+            s["step"],
+            {name: s[name] for name in self.moment_names(group)},
+            CriticalBuffer(s["buffer"], s["buffer_sum"], s["keys"], s["count"], s["insertions"]),
+        )
+        theta = p if self._needs_theta(group) else None
+        self._apply(group, state, [p], p.grad, theta, key, first, lambda t: [t])
+
+    def _apply(self, group, state, params, grad, theta, key, first, split) -> None:
+        lr, weight_decay = group["lr"], group["weight_decay"]
+        if weight_decay and self.decoupled_weight_decay:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        state.step += 1
+        update = self.direction(group, state, grad, theta, key, first)
+        if update is not None:
+            torch._foreach_sub_(params, split(update))
+        if not (self.skip_zero_decay and group["decay"] == 0):
+            state.buffer.decay_(group["decay"])
+
+    def _needs_theta(self, group: dict) -> bool:
+        return not self.decoupled_weight_decay and group["weight_decay"] != 0
+
+    # ---- state creation ---------------------------------------------------------------
+    def _buckets_for(self, group: dict, params: list[Tensor]) -> Iterator[tuple[FlatBucket, list[Tensor], set[int]]]:
+        """Yield ``(bucket, its stepping params, ids of those stepping for the first time)``.
+
+        State is created here, in the bucket of the parameter's device and dtype.
+        """
+        buckets = self._group_buckets(group)
+        new_params = [p for p in params if not self.state.get(p)]
+        for where in dict.fromkeys(bucket_key(p) for p in new_params):
+            joining = [p for p in new_params if bucket_key(p) == where]
+            old = buckets.get(where)
+            buckets[where] = self._make_bucket(group, (old.params if old else []) + joining, old)
+        new_ids = set(map(id, new_params))
+        for bucket in buckets.values():
+            members = set(map(id, bucket.params))
+            stepping = [p for p in params if id(p) in members]
+            if stepping:
+                yield bucket, stepping, {id(p) for p in stepping if id(p) in new_ids}
+
+    def _make_bucket(self, group: dict, params: list[Tensor], old: FlatBucket | None) -> FlatBucket:
+        """A bucket for ``params``, copying what ``old`` held; state views re-pointed."""
+        bucket = FlatBucket(
+            params,
+            self.moment_names(group),
+            group["topC"],
+            group["buffer_dtype"] or params[0].dtype,
+            _key_dtype(group),
+        )
+        for i, p in enumerate(params):
+            if old is not None and i < len(old.params):
+                bucket.load_param_state(i, self.state[p])
+            self.state[p] = bucket.param_state(i)
+        # Parameters that join a bucket late have a different history.
+        bucket.lockstep = old is None
+        return bucket
+
+    def _group_buckets(self, group: dict) -> dict:
+        if not hasattr(self, "_buckets"):  # unpickled or deep-copied optimizer
+            self._buckets = {}
+            self._rebuild_buckets()
+        entry = self._buckets.get(id(group))
+        if entry is None or entry[0] is not group:
+            entry = (group, {})
+            self._buckets[id(group)] = entry
+        return entry[1]
+
+    def _rebuild_buckets(self) -> None:
+        """Re-pack ``self.state`` (plain per-parameter tensors) into flat buckets."""
+        self._buckets = {}
+        for group in self.param_groups:
+            buckets = self._group_buckets(group)
+            with_state = [p for p in group["params"] if self.state.get(p)]
+            for where in dict.fromkeys(bucket_key(p) for p in with_state):
+                members = [p for p in with_state if bucket_key(p) == where]
+                saved = [self.state[p] for p in members]
+                bucket = FlatBucket(
+                    members,
+                    self.moment_names(group),
+                    group["topC"],
+                    group["buffer_dtype"] or members[0].dtype,
+                    _key_dtype(group),
+                )
+                for i, (p, s) in enumerate(zip(members, saved)):
+                    bucket.load_param_state(i, s)
+                    self.state[p] = bucket.param_state(i)
+                bucket.lockstep = bucket.shares_history()
+                buckets[where] = bucket
+
+    # ---- persistence ---------------------------------------------------------------------
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore every counter, moment, buffer and key, then re-pack the buckets.
+
+        The per-parameter tensors are copied into fresh flat storage in the
+        optimizer's own dtypes (keys, integer counters, ``buffer_dtype``) and on
+        each parameter's device, so a state saved on one device loads on another.
+        """
+        saved_groups = state_dict["param_groups"]
+        super().load_state_dict({"state": {}, "param_groups": saved_groups})
+        ids = chain.from_iterable(g["params"] for g in saved_groups)
+        params = chain.from_iterable(g["params"] for g in self.param_groups)
+        by_id = dict(zip(ids, params))
+        for index, saved in state_dict["state"].items():
+            missing = [name for name in BUFFER_ENTRIES if name not in saved]
+            if missing:
+                raise ValueError(f"state_dict is not from a {type(self).__name__}: parameter {index} lacks {missing}")
+            self.state[by_id[index]] = dict(saved)
+        self._rebuild_buckets()
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", True)
+            group.setdefault("buffer_dtype", None)
+        self._rebuild_buckets()
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        self._check_group(self.param_groups[-1])
+
+    def _check_group(self, group: dict) -> None:
+        """Validate one group's hyperparameters (called for every group)."""
+
+    # ---- diagnostics ------------------------------------------------------------------
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, Tensor]:
+        """Buffer statistics of Figure 8, as 0-d tensors on the device.
+
+        - ``buffer_variance``: per coordinate, the variance across the stored
+          elements (divided by their number ``n``), averaged over coordinates;
+        - ``buffer_cosine``: mean cosine similarity between the stored element
+          of highest norm and each other stored element, where an element is
+          one slot taken across all parameters of a param group;
+        - ``buffer_size``: number of stored elements (mean over parameters);
+        - ``insertions``: elements inserted since the previous call (mean over
+          parameters); reading resets it.
+
+        Several param groups make separate decisions, so their slots do not
+        line up: statistics are computed per group and averaged, weighted by
+        the group's number of coordinates. Empty when no state exists yet.
+        Never called by ``step()``: it costs one ``C x C`` Gram matrix per bucket.
+        """
+        per_group, weights = [], []
+        sizes, inserted = [], []
+        for group in self.param_groups:
+            buckets = list(self._group_buckets(group).values())
+            gram = buffer_gram([b.critical_buffer() for b in buckets])
+            if gram is None:
+                continue
+            per_group.append(buffer_statistics(gram))
+            weights.append(gram.numel)
+            device = gram.gram.device
+            sizes += [b.count.to(device, torch.float64) for b in buckets]
+            inserted += [b.insertions.to(device, torch.float64) for b in buckets]
+            for b in buckets:
+                b.insertions.zero_()
+        if not per_group:
+            return {}
+        device = per_group[0]["buffer_variance"].device
+        w = torch.tensor(weights, dtype=torch.float64, device=device) / sum(weights)
+        stats = {
+            name: (torch.stack([s[name].to(device) for s in per_group]) * w).sum() for name in per_group[0]
+        }
+        stats["buffer_size"] = torch.cat([s.to(device) for s in sizes]).mean()
+        stats["insertions"] = torch.cat([s.to(device) for s in inserted]).mean()
+        return stats
+
+
+def _key_dtype(group: dict) -> torch.dtype:
+    """float64 keys for float64 groups (exact oracles), else float32."""
+    return torch.float64 if any(p.dtype == torch.float64 for p in group["params"]) else torch.float32

@@ -1,0 +1,112 @@
+"""Flat storage of optimizer state, with per-parameter views.
+
+All state of the parameters of one param group that live on one device with
+one dtype (a *bucket*) sits in a few flat tensors: each moment as ``(N,)``, the
+buffer as ``(C, N)``, the running sum as ``(N,)``, keys as ``(P, C)`` and the
+counters as ``(P,)``. ``optimizer.state[p]`` holds *views* of them, so
+``state_dict()`` and the per-parameter (single-tensor) path see ordinary
+per-parameter tensors while the multi-tensor path updates the whole bucket
+with a handful of large kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .buffer import CriticalBuffer
+
+# Per-parameter entries that are not moments: the critical buffer and counters.
+BUFFER_ENTRIES = ("step", "buffer", "buffer_sum", "keys", "count", "insertions")
+
+
+class FlatBucket:
+    """State of the parameters of one (group, device, dtype)."""
+
+    def __init__(
+        self,
+        params: Sequence[Tensor],
+        moments: Sequence[str],
+        capacity: int,
+        buffer_dtype: torch.dtype,
+        key_dtype: torch.dtype,
+    ) -> None:
+        self.params = list(params)
+        self.sizes = [p.numel() for p in self.params]
+        first = self.params[0]
+        device, dtype = first.device, first.dtype
+        n, count = sum(self.sizes), len(self.params)
+        zeros = dict(device=device)
+        self.moments = {name: torch.zeros(n, dtype=dtype, **zeros) for name in moments}
+        self.buffer = torch.zeros(capacity, n, dtype=buffer_dtype, **zeros)
+        self.total = torch.zeros(n, dtype=dtype, **zeros)
+        self.keys = torch.zeros(count, capacity, dtype=key_dtype, **zeros)
+        self.count = torch.zeros(count, dtype=torch.int64, **zeros)
+        self.insertions = torch.zeros(count, dtype=torch.int64, **zeros)
+        self.step = torch.zeros(count, dtype=torch.float32, **zeros)
+        # True while every parameter of the bucket has stepped on exactly the
+        # same steps: then their keys, counts and steps are equal and the
+        # bucket can be updated as one tensor. Host-side knowledge only.
+        self.lockstep = True
+
+    @property
+    def device(self) -> torch.device:
+        return self.total.device
+
+    def critical_buffer(self) -> CriticalBuffer:
+        return CriticalBuffer(self.buffer, self.total, self.keys, self.count, self.insertions)
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        """Per-parameter views of a flat ``(N,)`` tensor."""
+        return [t.view_as(p) for t, p in zip(flat.split(self.sizes), self.params)]
+
+    def param_state(self, index: int) -> dict[str, Tensor]:
+        """The views that make up ``optimizer.state[params[index]]``."""
+        start = sum(self.sizes[:index])
+        stop = start + self.sizes[index]
+        shape = self.params[index].shape
+        state = {name: flat[start:stop].view(shape) for name, flat in self.moments.items()}
+        state.update(
+            step=self.step[index],
+            buffer=self.buffer[:, start:stop].view(self.buffer.shape[0], *shape),
+            buffer_sum=self.total[start:stop].view(shape),
+            keys=self.keys[index],
+            count=self.count[index],
+            insertions=self.insertions[index],
+        )
+        return state
+
+    def load_param_state(self, index: int, saved: dict[str, Tensor]) -> None:
+        """Copy a saved per-parameter state into this bucket's storage.
+
+        Copying (rather than adopting the saved tensors) keeps the bucket's
+        own dtypes: keys stay in the key dtype and counters stay integers
+        even when the saved tensors were cast on the way in.
+        """
+        for name, view in self.param_state(index).items():
+            if name not in saved:
+                raise ValueError(f"saved optimizer state lacks {name!r} for a parameter of shape {tuple(self.params[index].shape)}")
+            value = saved[name]
+            if value.shape != view.shape:
+                raise ValueError(
+                    f"saved optimizer state {name!r} has shape {tuple(value.shape)}, expected {tuple(view.shape)}"
+                )
+            view.copy_(value)
+
+    def shares_history(self) -> bool:
+        """Whether all parameters have equal steps, counts and keys.
+
+        Reads values on the host: used when a bucket is rebuilt (loading a
+        state dict), never inside ``step()``.
+        """
+        return bool(
+            (self.step == self.step[0]).all()
+            and (self.count == self.count[0]).all()
+            and (self.keys == self.keys[0]).all()
+        )
+
+
+def bucket_key(param: Tensor) -> tuple[torch.device, torch.dtype]:
+    return param.device, param.dtype

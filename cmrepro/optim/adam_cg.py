@@ -1,0 +1,56 @@
+"""Adam with critical gradients (Adam+CG, McRae et al. 2022), eq. 3.
+
+As the official ``Adam_C`` does:
+
+- the first step of a parameter stores its raw gradient and feeds that
+  gradient itself to the moments (no aggregation yet);
+- later steps: ``aggr = g + mean(buffer)`` (read before insertion), the raw
+  ``g`` is offered to the buffer, and ``aggr`` replaces the gradient in Adam's
+  moments;
+- weight decay is coupled L2: ``weight_decay * theta`` is added to the
+  aggregate, after the buffer saw the raw gradient;
+- keys decay by ``decay`` after every step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._adam import CriticalAdam, adam_update
+from ._base import RuleState
+
+
+class AdamCG(CriticalAdam):
+    """Adam+CG. Arguments as :class:`~cmrepro.optim.AdamCM`; ``weight_decay`` is L2."""
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decay: float = 0.7,
+        topC: int = 10,
+        *,
+        foreach: bool = True,
+        buffer_dtype: torch.dtype | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decay=decay, topC=topC,
+            foreach=foreach, buffer_dtype=buffer_dtype,
+        )
+        super().__init__(params, defaults)
+
+    def direction(self, group: dict, state: RuleState, grad: Tensor, theta, key: Tensor, first: bool):
+        buffer = state.buffer
+        aggr = grad if first else buffer.aggregate(grad)
+        buffer.offer_(grad, key)
+        if theta is not None:
+            aggr = aggr.add(theta, alpha=group["weight_decay"])
+        beta1, beta2 = group["betas"]
+        exp_avg, exp_avg_sq = state.moments["exp_avg"], state.moments["exp_avg_sq"]
+        exp_avg.lerp_(aggr, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(aggr, aggr, value=1 - beta2)
+        return adam_update(exp_avg, exp_avg_sq, state.t, group)

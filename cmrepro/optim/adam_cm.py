@@ -1,0 +1,73 @@
+"""Adam with critical momenta (Adam+CM), Algorithm 1 of the paper.
+
+As the official ``Adam_CM`` does (see docs/optimizers.md for each departure
+from the paper's equations):
+
+- the first step of a parameter stores its raw gradient in the buffer and does
+  not move it (apart from weight decay); ``t`` becomes 1;
+- later steps: ``m_t = beta1 m + (1 - beta1) g``; ``aggr = m_t + mean(buffer)``
+  (buffer read before insertion); ``m_t`` is offered to the buffer;
+  ``v_t = beta2 v + (1 - beta2) aggr^2``; the update uses ``aggr`` and ``v_t``
+  with Adam's bias corrections at ``t``;
+- weight decay is decoupled (AdamW style);
+- keys decay by ``decay`` after every step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._adam import CriticalAdam, adam_update
+from ._base import RuleState
+
+
+class AdamCM(CriticalAdam):
+    """Adam+CM. Arguments and defaults follow the official ``Adam_CM``.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: learning rate ``alpha``.
+        betas: ``(beta1, beta2)``.
+        eps: added to the denominator.
+        weight_decay: decoupled weight decay.
+        decay: priority-key decay ``lambda`` per step, in ``[0, 1]``.
+        topC: buffer capacity ``C``.
+        foreach: use the multi-tensor (flat) path where it applies.
+        buffer_dtype: dtype of the stored momenta (e.g. ``torch.bfloat16``);
+            ``None`` keeps the parameter's dtype.
+    """
+
+    decoupled_weight_decay = True
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decay: float = 0.7,
+        topC: int = 5,
+        *,
+        foreach: bool = True,
+        buffer_dtype: torch.dtype | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decay=decay, topC=topC,
+            foreach=foreach, buffer_dtype=buffer_dtype,
+        )
+        super().__init__(params, defaults)
+
+    def direction(self, group: dict, state: RuleState, grad: Tensor, theta, key: Tensor, first: bool):
+        buffer = state.buffer
+        if first:
+            buffer.offer_(grad, key)
+            return None
+        beta1, beta2 = group["betas"]
+        exp_avg, exp_avg_sq = state.moments["exp_avg"], state.moments["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        aggr = buffer.aggregate(exp_avg)
+        buffer.offer_(exp_avg, key)
+        exp_avg_sq.mul_(beta2).addcmul_(aggr, aggr, value=1 - beta2)
+        return adam_update(aggr, exp_avg_sq, state.t, group)

@@ -1,0 +1,144 @@
+"""Sharpness-aware minimisation (Foret et al., 2021) around any base optimizer.
+
+``SAM(params, AdamCM, rho=0.05, lr=1e-3, ...)`` is Adam+SAM+CM: the base
+optimizer steps with the gradient taken at the perturbed point
+``theta + rho * g / ||g||``, so a critical buffer sees (and keys on) the
+perturbed gradient, as in the paper's Adam+SAM+CM.
+
+Usage: compute the loss and ``backward()`` at ``theta`` as usual, then call
+``optimizer.step(closure)`` where the closure zeroes the gradients, evaluates
+the loss again and calls ``backward()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.optim import Optimizer
+
+from ._validation import check_positive
+
+
+@contextmanager
+def frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
+    """Run a block without changing any BatchNorm running statistics.
+
+    The statistics are saved and restored exactly (also ``num_batches_tracked``),
+    which is correct for every ``momentum``, ``None`` (cumulative average) included.
+    """
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (mean, var, tracked) in zip(norms, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(tracked)
+
+
+class SAM(Optimizer):
+    """Wrap ``base_optimizer`` into its sharpness-aware version.
+
+    Args:
+        params: parameters or param-group dicts (a group may set its own ``rho``).
+        base_optimizer: an optimizer class (or any callable ``(param_groups, **kwargs)``).
+        rho: radius of the perturbation, > 0.
+        model: the module being trained. When given, BatchNorm running
+            statistics are updated by the user's forward pass at ``theta`` only:
+            the perturbed forward pass inside :meth:`step` leaves them unchanged.
+            Without it they are updated by both passes.
+        **kwargs: hyperparameters of the base optimizer.
+
+    The param groups are the base optimizer's own, so learning-rate schedulers
+    wrapping this object drive the base optimizer; :meth:`state_dict` is the
+    base optimizer's (with ``rho`` in its groups).
+    """
+
+    def __init__(
+        self,
+        params,
+        base_optimizer: Callable[..., Optimizer],
+        rho: float = 0.05,
+        *,
+        model: nn.Module | None = None,
+        **kwargs,
+    ) -> None:
+        check_positive("rho", rho)
+        super().__init__(params, dict(rho=rho, **kwargs))
+        self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
+        # Share groups and state with the base optimizer: schedulers, zero_grad
+        # and anyone reading ``optimizer.state`` reach the base optimizer's.
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+        self.model = model
+
+    def add_param_group(self, param_group: dict) -> None:
+        param_group.setdefault("rho", self.defaults["rho"])
+        check_positive("rho", param_group["rho"])
+        if hasattr(self, "base_optimizer"):
+            self.base_optimizer.add_param_group(param_group)
+        else:  # during __init__, before the base optimizer exists
+            super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
+        """Perturb, re-evaluate the gradient with ``closure``, restore, base step.
+
+        Returns the loss at the perturbed point.
+        """
+        if closure is None:
+            raise ValueError(
+                "SAM.step() needs a closure: it must re-evaluate the loss at the perturbed "
+                "parameters and call backward(), e.g. optimizer.step(lambda: loss_fn(model(x), y).backward() ...)"
+            )
+        params, perturbation = self._perturb()
+        frozen = frozen_batchnorm_statistics(self.model) if self.model is not None else nullcontext()
+        with torch.enable_grad(), frozen:
+            loss = closure()
+        torch._foreach_sub_(params, perturbation)
+        self.base_optimizer.step()
+        return loss
+
+    def _perturb(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Move to ``theta + rho * g / ||g||``; ``||g||`` is the norm over all groups."""
+        groups = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
+        grads = [p.grad for ps in groups for p in ps]
+        if not grads:
+            return [], []
+        device = grads[0].device
+        dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
+        norms = torch._foreach_norm(grads)
+        grad_norm = torch.linalg.vector_norm(torch.stack([n.to(device, dtype) for n in norms]))
+        params, perturbation = [], []
+        for group, ps in zip(self.param_groups, groups):
+            if not ps:
+                continue
+            scale = group["rho"] / (grad_norm + 1e-12)
+            steps = [p.grad * scale.to(p.device, p.dtype) for p in ps]
+            torch._foreach_add_(ps, steps)
+            params += ps
+            perturbation += steps
+        return params, perturbation
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base_optimizer.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.base_optimizer.load_state_dict(state_dict)
+        # Loading replaces the base optimizer's group dicts and state: share them again.
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+
+    def diagnostics(self) -> dict[str, Tensor]:
+        """The base optimizer's buffer diagnostics, if it has a buffer."""
+        diagnostics = getattr(self.base_optimizer, "diagnostics", None)
+        return diagnostics() if diagnostics is not None else {}
