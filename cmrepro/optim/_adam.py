@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._base import CriticalOptimizer
+from ._base import CriticalOptimizer, RuleState
 from ._validation import check_betas, check_critical, check_non_negative
 
 
@@ -20,15 +20,31 @@ class CriticalAdam(CriticalOptimizer):
         return ("exp_avg", "exp_avg_sq")
 
 
-def adam_update(numerator: Tensor, exp_avg_sq: Tensor, t: Tensor, group: dict) -> Tensor:
-    """``lr / (1 - beta1^t) * numerator / (sqrt(v / (1 - beta2^t)) + eps)`` (eq. 2 / 7).
+def adam_update(numerator: Tensor, exp_avg_sq: Tensor, state: RuleState, group: dict) -> tuple[Tensor, Tensor] | None:
+    """Adam's step ``lr / (1 - beta1^t) * numerator / (sqrt(v / (1 - beta2^t)) + eps)`` (eq. 2 / 7).
 
-    ``t`` is the step counter tensor, so the bias corrections are computed on
-    the device: no host synchronisation and safe under CUDA-graph capture.
+    Returned as ``(numerator, denominator)`` with the step size folded into
+    the denominator, ``(sqrt(v) / sqrt(1 - beta2^t) + eps) * (1 - beta1^t) / lr``,
+    so the parameter update is a single ``addcdiv``. The bias corrections come
+    from the step counter tensor, on the device: no host synchronisation,
+    safe under CUDA-graph capture.
     """
-    beta1, beta2 = group["betas"]
-    t = t.to(exp_avg_sq.dtype)
-    bias1 = 1 - beta1**t
-    bias2 = 1 - beta2**t
-    denom = (exp_avg_sq.sqrt() / bias2.sqrt()).add_(group["eps"])
-    return (numerator / denom).mul_(group["lr"] / bias1)
+    if group["lr"] == 0:  # the folded step size would divide by zero
+        return None
+    inverse_step, scale, offset = bias_corrections(state, group, exp_avg_sq.dtype)
+    return numerator, exp_avg_sq.sqrt().mul_(scale).add_(offset)
+
+
+def bias_corrections(state: RuleState, group: dict, dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """``(1 / step_size, scale, offset)`` with ``denominator = sqrt(v) * scale + offset``, once per step.
+
+    ``step_size = lr / (1 - beta1^t)``; ``scale = 1 / (step_size sqrt(1 - beta2^t))``;
+    ``offset = eps / step_size``.
+    """
+    if "adam" not in state.memo:
+        beta1, beta2 = group["betas"]
+        t = state.t.to(dtype)
+        inverse_step = (1 - beta1**t) / group["lr"]
+        scale = inverse_step / (1 - beta2**t).sqrt()
+        state.memo["adam"] = (inverse_step, scale, inverse_step * group["eps"])
+    return state.memo["adam"]

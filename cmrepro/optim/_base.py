@@ -11,7 +11,7 @@ cannot tell which.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import chain
 
 import torch
@@ -29,6 +29,9 @@ class RuleState:
     step: Tensor  # float32 step counter(s), already incremented for this step
     moments: dict[str, Tensor]
     buffer: CriticalBuffer
+    # Values that depend on the step only (bias corrections), computed once
+    # per step and shared by the chunks of a bucket.
+    memo: dict = field(default_factory=dict)
 
     @property
     def t(self) -> Tensor:
@@ -65,7 +68,9 @@ class CriticalOptimizer(Optimizer):
 
         ``first`` is true on the parameter's first step (state just created).
         ``theta`` holds the parameter values when the rule needs them for
-        coupled weight decay, else ``None``. Return ``None`` for no move.
+        coupled weight decay, else ``None``. Return ``None`` for no move, a
+        tensor ``u`` for ``theta -= u``, or a pair ``(u, d)`` for
+        ``theta -= u / d`` (one fused kernel instead of three).
         """
         raise NotImplementedError
 
@@ -92,7 +97,7 @@ class CriticalOptimizer(Optimizer):
             bucket_key_value = key.to(bucket.device, non_blocking=True)
             if len(stepping) < len(bucket.params):
                 bucket.lockstep = False
-            if group["foreach"] and bucket.lockstep:
+            if group["foreach"] and bucket.flattenable:
                 # In lockstep every parameter of the bucket is new or none is.
                 self._step_bucket(group, bucket, bucket_key_value, first=bool(new))
             else:
@@ -100,33 +105,51 @@ class CriticalOptimizer(Optimizer):
                     self._step_param(group, p, bucket_key_value, first=id(p) in new)
 
     def _step_bucket(self, group: dict, bucket: FlatBucket, key: Tensor, first: bool) -> None:
-        """Multi-tensor path: the whole bucket as flat tensors."""
-        grad = torch.cat([p.grad.reshape(-1) for p in bucket.params])
-        theta = torch.cat([p.reshape(-1) for p in bucket.params]) if self._needs_theta(group) else None
-        state = RuleState(bucket.step, bucket.moments, bucket.critical_buffer())
-        self._apply(group, state, bucket.params, grad, theta, key, first, bucket.split)
+        """Multi-tensor path: one decision for the bucket, then flat chunks."""
+        buffer = self._begin(bucket.step, bucket.critical_buffer(), key)
+        with_theta = self._needs_theta(group)
+        memo: dict = {}
+        for views in bucket.chunk_views():
+            part = replace(buffer, buffer=views.buffer, total=views.total)
+            state = RuleState(bucket.step, views.moments, part, memo)
+            theta = views.theta() if with_theta else None
+            self._move(group, state, views.params, bucket.chunk_grad(views.chunk), theta, first)
+        self._finish(group, buffer, key)
 
     def _step_param(self, group: dict, p: Tensor, key: Tensor, first: bool) -> None:
         """Single-tensor path: one parameter through its views. The readable reference."""
         s = self.state[p]
-        state = RuleState(
-            s["step"],
-            {name: s[name] for name in self.moment_names(group)},
-            CriticalBuffer(s["buffer"], s["buffer_sum"], s["keys"], s["count"], s["insertions"]),
-        )
-        theta = p if self._needs_theta(group) else None
-        self._apply(group, state, [p], p.grad, theta, key, first, lambda t: [t])
+        buffer = CriticalBuffer(s["buffer"], s["buffer_sum"], s["keys"], s["count"], s["insertions"])
+        buffer = self._begin(s["step"], buffer, key)
+        state = RuleState(s["step"], {name: s[name] for name in self.moment_names(group)}, buffer)
+        self._move(group, state, [p], p.grad, p if self._needs_theta(group) else None, first)
+        self._finish(group, buffer, key)
 
-    def _apply(self, group, state, params, grad, theta, key, first, split) -> None:
+    @staticmethod
+    def _begin(step: Tensor, buffer: CriticalBuffer, key: Tensor) -> CriticalBuffer:
+        """Count the step and decide this step's insertion, before any elementwise work."""
+        step.add_(1)
+        buffer.decision = buffer.decide(key)
+        return buffer
+
+    def _move(self, group, state: RuleState, params: list[Tensor], grad, theta, first: bool) -> None:
+        """The elementwise part: weight decay, the rule, the parameter update."""
         lr, weight_decay = group["lr"], group["weight_decay"]
         if weight_decay and self.decoupled_weight_decay:
             torch._foreach_mul_(params, 1 - lr * weight_decay)
-        state.step += 1
-        update = self.direction(group, state, grad, theta, key, first)
-        if update is not None:
-            torch._foreach_sub_(params, split(update))
+        update = self.direction(group, state, grad, theta, first)
+        if update is None:
+            return
+        if isinstance(update, tuple):  # (numerator, denominator): one fused addcdiv
+            numerator, denominator = update
+            torch._foreach_addcdiv_(params, _pieces(numerator, params), _pieces(denominator, params), value=-1)
+        else:
+            torch._foreach_sub_(params, _pieces(update, params))
+
+    def _finish(self, group: dict, buffer: CriticalBuffer, key: Tensor) -> None:
+        buffer.commit_(key)
         if not (self.skip_zero_decay and group["decay"] == 0):
-            state.buffer.decay_(group["decay"])
+            buffer.decay_(group["decay"])
 
     def _needs_theta(self, group: dict) -> bool:
         return not self.decoupled_weight_decay and group["weight_decay"] != 0
@@ -276,6 +299,11 @@ class CriticalOptimizer(Optimizer):
         stats["buffer_size"] = torch.cat([s.to(device) for s in sizes]).mean()
         stats["insertions"] = torch.cat([s.to(device) for s in inserted]).mean()
         return stats
+
+
+def _pieces(flat: Tensor, params: list[Tensor]) -> list[Tensor] | tuple[Tensor, ...]:
+    """Split an update over a chunk into the chunk's parameter pieces."""
+    return [flat] if len(params) == 1 else flat.split([q.numel() for q in params])
 
 
 def _key_dtype(group: dict) -> torch.dtype:

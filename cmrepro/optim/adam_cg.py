@@ -43,14 +43,14 @@ class AdamCG(CriticalAdam):
         )
         super().__init__(params, defaults)
 
-    def direction(self, group: dict, state: RuleState, grad: Tensor, theta, key: Tensor, first: bool):
+    def direction(self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool):
         buffer = state.buffer
         aggr = grad if first else buffer.aggregate(grad)
-        buffer.offer_(grad, key)
+        buffer.offer_(grad)
         if theta is not None:
             aggr = aggr.add(theta, alpha=group["weight_decay"])
         beta1, beta2 = group["betas"]
         exp_avg, exp_avg_sq = state.moments["exp_avg"], state.moments["exp_avg_sq"]
         exp_avg.lerp_(aggr, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(aggr, aggr, value=1 - beta2)
-        return adam_update(exp_avg, exp_avg_sq, state.t, group)
+        return adam_update(exp_avg, exp_avg_sq, state, group)

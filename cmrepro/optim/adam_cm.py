@@ -59,15 +59,15 @@ class AdamCM(CriticalAdam):
         )
         super().__init__(params, defaults)
 
-    def direction(self, group: dict, state: RuleState, grad: Tensor, theta, key: Tensor, first: bool):
+    def direction(self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool):
         buffer = state.buffer
         if first:
-            buffer.offer_(grad, key)
+            buffer.offer_(grad)
             return None
         beta1, beta2 = group["betas"]
         exp_avg, exp_avg_sq = state.moments["exp_avg"], state.moments["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         aggr = buffer.aggregate(exp_avg)
-        buffer.offer_(exp_avg, key)
+        buffer.offer_(exp_avg)
         exp_avg_sq.mul_(beta2).addcmul_(aggr, aggr, value=1 - beta2)
-        return adam_update(aggr, exp_avg_sq, state.t, group)
+        return adam_update(aggr, exp_avg_sq, state, group)

@@ -14,7 +14,8 @@ synchronisation and be captured in a CUDA graph.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -32,6 +33,30 @@ def priority_key(grads: list[Tensor], dtype: torch.dtype) -> Tensor:
     return torch.stack([n.to(device=device, dtype=dtype) for n in norms]).sum()
 
 
+# Where the buffer lives in host memory (CPU tensors), reading the decision
+# is a plain memory read, not a host-device synchronisation. Reading it there
+# lets a step write the one slot through a view, or skip the write, instead
+# of copying the slot out and back (index_select / index_copy_ run at a
+# fraction of memory bandwidth on CPUs). Tests switch this off to run the
+# device path on CPU.
+READ_CPU_DECISIONS_ON_HOST = True
+
+
+@dataclass
+class Decision:
+    """Where the next element goes and whether it goes in, one entry per row of keys."""
+
+    slot: Tensor  # (...), int64
+    insert: Tensor  # (...), bool
+    # (slot, insert) of the first row as Python values, for CPU buffers only.
+    host: tuple[int, bool] | None = None
+
+    @cached_property
+    def weight(self) -> Tensor:
+        """The first row's decision as a 0-d 0.0 / 1.0, for blending rows."""
+        return self.insert.reshape(-1)[0].to(torch.float32)
+
+
 @dataclass
 class CriticalBuffer:
     """Views of the buffer state of one parameter, or of one flat bucket.
@@ -39,6 +64,10 @@ class CriticalBuffer:
     ``keys`` and ``count`` carry one row per parameter; in a flat bucket every
     row is identical (the parameters share their history), so the decision is
     computed for all rows at once and the first row's decision moves the data.
+
+    A step is: :meth:`decide` (from the keys, once), :meth:`aggregate` and
+    :meth:`offer_` (elementwise, possibly chunk by chunk on :meth:`narrow`
+    views), then :meth:`commit_` (keys and counters, once) and :meth:`decay_`.
     """
 
     buffer: Tensor  # (C, *shape), stored elements, in the buffer dtype
@@ -46,48 +75,71 @@ class CriticalBuffer:
     keys: Tensor  # (..., C), priority keys, 0 in empty slots
     count: Tensor  # (...), int64, number of stored elements
     insertions: Tensor  # (...), int64, insertions since the last diagnostics read
+    decision: Decision | None = None
 
     @property
     def capacity(self) -> int:
         return self.buffer.shape[0]
 
-    def mean(self) -> Tensor:
-        """Mean over the elements stored now (official: divide by n, not C).
+    def narrow(self, start: int, stop: int) -> CriticalBuffer:
+        """The same buffer restricted to flat coordinates ``[start, stop)``."""
+        return replace(self, buffer=self.buffer[:, start:stop], total=self.total[start:stop])
 
-        Only called once the buffer holds at least one element.
-        """
-        n = self.count.reshape(-1)[0].to(self.total.dtype)
-        return self.total / n
-
-    def aggregate(self, value: Tensor) -> Tensor:
-        """``value + mean(buffer)``, the aggregation of eqs. 3, 6 and 10."""
-        n = self.count.reshape(-1)[0].to(self.total.dtype)
-        return torch.addcdiv(value, self.total, n)
-
-    def offer_(self, value: Tensor, key: Tensor) -> None:
-        """Store ``value`` with priority ``key`` if the official rule admits it.
+    def decide(self, key: Tensor) -> Decision:
+        """The official rule, for an element of priority ``key``.
 
         Not full: append in the next free slot. Full: replace the element of
         smallest key, ties to the lowest slot, only if ``key`` is strictly
-        greater. Only one slot of the buffer is read and written.
+        greater.
         """
-        capacity = self.capacity
         min_key, min_slot = self.keys.min(dim=-1)
-        full = self.count >= capacity
+        full = self.count >= self.capacity
         insert = (~full) | (key > min_key)
-        slot = torch.where(full, min_slot, self.count)
-        self._write_row_(slot.reshape(-1)[:1], insert.reshape(-1)[0], value)
-        self._record_key_(slot, insert, key)
+        decision = Decision(torch.where(full, min_slot, self.count), insert)
+        if self.keys.device.type == "cpu" and READ_CPU_DECISIONS_ON_HOST:
+            decision.host = (int(decision.slot.reshape(-1)[0]), bool(decision.insert.reshape(-1)[0]))
+        return decision
 
-    def _write_row_(self, slot: Tensor, insert: Tensor, value: Tensor) -> None:
+    def aggregate(self, value: Tensor) -> Tensor:
+        """``value + mean(buffer)``, the aggregation of eqs. 3, 6 and 10.
+
+        The mean is over the elements stored now (official: divide by ``n``,
+        not ``C``), read before this step's insertion.
+        """
+        n = self.count.reshape(-1)[0].to(self.total.dtype)
+        return torch.addcdiv(value, self.total, n)
+
+    def offer_(self, value: Tensor) -> None:
+        """Write ``value`` into the decided slot if the decision admits it.
+
+        Only that one slot of the buffer is read and written.
+        """
+        if self.decision.host is not None:
+            self._offer_on_host_(value)
+            return
+        slot = self.decision.slot.reshape(-1)[:1]
         old = self.buffer.index_select(0, slot).squeeze(0)
-        new = torch.where(insert, value.to(self.buffer.dtype), old)
+        # lerp with weight exactly 0 or 1 returns old or value bit for bit
+        # (for finite values) and, unlike where(), is vectorised on CPUs.
+        new = torch.lerp(old, value.to(self.buffer.dtype), self.decision.weight.to(self.buffer.dtype))
         self.buffer.index_copy_(0, slot, new.unsqueeze(0))
         # new - old is exactly zero when nothing is inserted, so a rejected
         # offer leaves the running sum bit-for-bit unchanged.
-        self.total.add_(new.to(self.total.dtype) - old.to(self.total.dtype))
+        self.total.add_(new.to(self.total.dtype).sub_(old.to(self.total.dtype)))
 
-    def _record_key_(self, slot: Tensor, insert: Tensor, key: Tensor) -> None:
+    def _offer_on_host_(self, value: Tensor) -> None:
+        """:meth:`offer_` with the decision already in host memory (CPU buffers)."""
+        slot, insert = self.decision.host
+        if not insert:
+            return
+        row = self.buffer[slot]
+        new = value.to(self.buffer.dtype)
+        self.total.add_(new.to(self.total.dtype) - row.to(self.total.dtype))
+        row.copy_(new)
+
+    def commit_(self, key: Tensor) -> None:
+        """Record the decided insertion in keys and counters."""
+        slot, insert = self.decision.slot, self.decision.insert
         index = slot.unsqueeze(-1)
         current = self.keys.gather(-1, index)
         self.keys.scatter_(-1, index, torch.where(insert.unsqueeze(-1), key.to(self.keys.dtype), current))

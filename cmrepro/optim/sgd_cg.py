@@ -52,11 +52,11 @@ class SGDCG(CriticalOptimizer):
     def moment_names(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["momentum"] else ()
 
-    def direction(self, group: dict, state: RuleState, grad: Tensor, theta, key: Tensor, first: bool):
+    def direction(self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool):
         buffer = state.buffer
         d = grad if theta is None else grad.add(theta, alpha=group["weight_decay"])
         aggr = d if first else buffer.aggregate(d)
-        buffer.offer_(d, key)
+        buffer.offer_(d)
         momentum = group["momentum"]
         if momentum:
             velocity = state.moments["momentum_buffer"]

@@ -51,13 +51,13 @@ class SGDCM(CriticalOptimizer):
     def moment_names(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",)
 
-    def direction(self, group: dict, state: RuleState, grad: Tensor, theta, key: Tensor, first: bool):
+    def direction(self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool):
         buffer = state.buffer
         if first:
-            buffer.offer_(grad, key)
+            buffer.offer_(grad)
             return None
         momentum = state.moments["momentum_buffer"]
         momentum.lerp_(grad, 1 - group["momentum"])
         aggr = buffer.aggregate(momentum)
-        buffer.offer_(momentum, key)
+        buffer.offer_(momentum)
         return aggr.mul_(group["lr"])

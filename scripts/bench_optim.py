@@ -1,0 +1,181 @@
+#!/usr/bin/env python
+"""Time one optimizer step over the parameters of a CIFAR ResNet34.
+
+21.3M parameters in 110 tensors (torchvision's ResNet34 with the CIFAR stem:
+3x3 first convolution, no max-pool, 100 classes). Gradients are fixed random
+tensors, so only the optimizer step is timed. Rows: torch.optim.Adam (foreach,
+and fused where the device has it), every cmrepro optimizer, SAM's
+optimizer-side work around Adam+CM, and the naive per-parameter model of the
+same semantics that the tests use as their oracle (tests/oracle.py), which
+walks parameters one by one and reads keys on the host, as the official code
+does. On CUDA, Adam+CM is also timed replayed from a CUDA graph.
+
+Prints a table and writes JSON. Example:
+    python scripts/bench_optim.py --device cpu --out results/bench/optim_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from cmrepro.optim import SAM, SGDCG, SGDCM, AdamCG, AdamCM  # noqa: E402
+
+
+def cifar_resnet34_params(device: torch.device) -> list[torch.Tensor]:
+    model = torchvision.models.resnet34(num_classes=100)
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = torch.nn.Identity()
+    params = [p.detach().to(device).requires_grad_() for p in model.parameters()]
+    g = torch.Generator(device="cpu").manual_seed(0)
+    for p in params:
+        p.grad = (torch.randn(p.shape, generator=g) * 1e-2).to(device)
+    return params
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        step()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def graph_step(step: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """Capture ``step`` (already warmed up) in a CUDA graph; return its replay."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+def candidates(device: torch.device) -> dict[str, Callable[[list[torch.Tensor]], Callable[[], object]]]:
+    rows: dict[str, Callable] = {
+        "torch Adam foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True).step,
+    }
+    try:
+        torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+        rows["torch Adam fused"] = lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True).step
+    except (RuntimeError, ValueError):
+        pass
+    rows.update({
+        "AdamCM": lambda ps: AdamCM(ps, lr=1e-3).step,
+        "AdamCM bf16 buffer": lambda ps: AdamCM(ps, lr=1e-3, buffer_dtype=torch.bfloat16).step,
+        "AdamCM single-tensor": lambda ps: AdamCM(ps, lr=1e-3, foreach=False).step,
+        "AdamCG": lambda ps: AdamCG(ps, lr=1e-3).step,
+        "SGDCM": lambda ps: SGDCM(ps, lr=1e-3).step,
+        "SGDCG": lambda ps: SGDCG(ps, lr=1e-3, momentum=0.9).step,
+        "SAM(AdamCM), no-op closure": lambda ps: (lambda o: lambda: o.step(lambda: None))(SAM(ps, AdamCM, lr=1e-3)),
+        "naive per-parameter Adam+CM": naive_adam_cm,
+    })
+    return rows
+
+
+def naive_adam_cm(params: list[torch.Tensor]) -> Callable[[], object]:
+    from oracle import Oracle
+
+    group = dict(params=params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decay=0.7, topC=5)
+    return Oracle("adam_cm", [group]).step
+
+
+def measure(name: str, device: torch.device, warmup: int, repeats: int) -> list[dict]:
+    """Time one row; returns one result (two for Adam+CM on CUDA: eager and graph)."""
+    params = cifar_resnet34_params(device)
+    step = candidates(device)[name](params)
+    naive = name.startswith("naive")
+    times = time_steps(step, device, warmup, max(3, repeats // 4) if naive else repeats)
+    results = [dict(optimizer=name, median_ms=statistics.median(times), min_ms=min(times))]
+    if name == "AdamCM" and device.type == "cuda":
+        replay = graph_step(step, device)
+        times = time_steps(replay, device, 3, repeats)
+        results.append(dict(optimizer="AdamCM CUDA graph", median_ms=statistics.median(times), min_ms=min(times)))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=8, help="untimed steps (fill the buffers: > topC)")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--only", nargs="*", help="substrings of the rows to run")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: time one row, print JSON
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_optim: --device cuda but CUDA is not available")
+    if args.row:
+        print(json.dumps(measure(args.row, device, args.warmup, args.repeats)))
+        return
+
+    # Each row runs in a fresh process: the allocator state left by one
+    # optimizer (glibc's mmap threshold, CUDA's cache) must not favour the next.
+    results = []
+    for name in candidates(device):
+        if args.only and not any(s in name for s in args.only):
+            continue
+        command = [sys.executable, __file__, "--row", name, "--device", args.device,
+                   "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"bench_optim: row {name!r} failed:\n{done.stderr}")
+        results += json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{name:32s} {results[-1]['median_ms']:9.2f} ms", file=sys.stderr)
+
+    n_params = sum(p.numel() for p in cifar_resnet34_params(torch.device("cpu")))
+    base = {r["optimizer"]: r["median_ms"] for r in results}
+    print(f"\none step over {n_params / 1e6:.1f}M parameters in 110 tensors on {device}"
+          f" (torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats})")
+    print(f"{'optimizer':32s} {'median ms':>10s} {'min ms':>9s} {'x foreach':>10s} {'x fused':>8s}")
+    for r in results:
+        r["x_foreach_adam"] = r["median_ms"] / base["torch Adam foreach"] if "torch Adam foreach" in base else None
+        r["x_fused_adam"] = r["median_ms"] / base["torch Adam fused"] if "torch Adam fused" in base else None
+        fx = f"{r['x_foreach_adam']:.2f}" if r["x_foreach_adam"] else "-"
+        fu = f"{r['x_fused_adam']:.2f}" if r["x_fused_adam"] else "-"
+        print(f"{r['optimizer']:32s} {r['median_ms']:10.2f} {r['min_ms']:9.2f} {fx:>10s} {fu:>8s}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
+                    n_params=n_params, n_tensors=110, platform=platform.platform(), repeats=args.repeats,
+                    gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
+        args.out.write_text(json.dumps(dict(meta=meta, results=results), indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
