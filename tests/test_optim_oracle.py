@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cmrepro.optim import SGDCG, SGDCM, AdamCG, AdamCM
-from oracle import Oracle
 from helpers import make_params, set_grads
+from oracle import Oracle
 
 STEPS = 200
 
@@ -75,7 +75,7 @@ def _max_gap(a, b) -> float:
 @pytest.mark.parametrize("variant", sorted(HYPER))
 @pytest.mark.parametrize("foreach", [True, False])
 @pytest.mark.parametrize("skip", [never, skipped], ids=["all-grads", "some-grads-none"])
-def test_matches_oracle(variant, foreach, skip):
+def test_matches_oracle(variant, foreach, skip, mode):
     ours, opt = run_ours(variant, skip, foreach=foreach)
     reference, oracle = run_oracle(variant, skip)
     # The buffers must have filled and then replaced elements, or the test proves little.
@@ -86,7 +86,7 @@ def test_matches_oracle(variant, foreach, skip):
 
 
 @pytest.mark.parametrize("variant", sorted(HYPER))
-def test_foreach_and_single_tensor_paths_agree_in_float32(variant):
+def test_foreach_and_single_tensor_paths_agree_in_float32(variant, mode):
     cls, hyper = HYPER[variant]
     trajectories = []
     for foreach in (True, False):

@@ -166,6 +166,9 @@ class BufferGram:
     count: Tensor  # 0-d, number of stored elements (first parameter's count)
 
 
+GRAM_BLOCK = 1 << 20
+
+
 def buffer_gram(buffers: list[CriticalBuffer]) -> BufferGram | None:
     """Accumulate the Gram matrix of the stored elements over ``buffers``."""
     if not buffers:
@@ -175,8 +178,12 @@ def buffer_gram(buffers: list[CriticalBuffer]) -> BufferGram | None:
     gram = torch.zeros(capacity, capacity, dtype=torch.float64, device=device)
     numel = 0
     for b in buffers:
-        rows = b.buffer.reshape(capacity, -1).to(torch.float32)
-        gram += (rows @ rows.T).to(device=device, dtype=torch.float64)
+        rows = b.buffer.reshape(capacity, -1)
+        # float64 in column blocks: precise (the variance subtracts two large
+        # sums) without a float64 copy of the whole buffer.
+        for block in rows.split(GRAM_BLOCK, dim=1):
+            block = block.to(torch.float64)
+            gram += (block @ block.T).to(device)
         numel += rows.shape[1]
     return BufferGram(gram, numel, buffers[0].count.reshape(-1)[0].to(device))
 
