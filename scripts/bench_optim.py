@@ -17,6 +17,7 @@ Prints a table and writes JSON. Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -79,6 +80,17 @@ def graph_step(step: Callable[[], object], device: torch.device) -> Callable[[],
     return graph.replay
 
 
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of persistent optimizer state, counting each storage once (cmrepro's are shared flat storages)."""
+    storages = {}
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                storage = value.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
 def candidates(device: torch.device) -> dict[str, Callable[[list[torch.Tensor]], Callable[[], object]]]:
     rows: dict[str, Callable] = {
         "torch Adam foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True).step,
@@ -88,17 +100,25 @@ def candidates(device: torch.device) -> dict[str, Callable[[list[torch.Tensor]],
         rows["torch Adam fused"] = lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True).step
     except (RuntimeError, ValueError):
         pass
-    rows.update({
-        "AdamCM": lambda ps: AdamCM(ps, lr=1e-3).step,
-        "AdamCM bf16 buffer": lambda ps: AdamCM(ps, lr=1e-3, buffer_dtype=torch.bfloat16).step,
-        "AdamCM single-tensor": lambda ps: AdamCM(ps, lr=1e-3, foreach=False).step,
-        "AdamCG": lambda ps: AdamCG(ps, lr=1e-3).step,
-        "SGDCM": lambda ps: SGDCM(ps, lr=1e-3).step,
-        "SGDCG": lambda ps: SGDCG(ps, lr=1e-3, momentum=0.9).step,
-        "SAM(AdamCM), no-op closure": lambda ps: (lambda o: lambda: o.step(lambda: None))(SAM(ps, AdamCM, lr=1e-3)),
-        "naive per-parameter Adam+CM": naive_adam_cm,
-    })
+    rows.update(
+        {
+            "AdamCM": lambda ps: AdamCM(ps, lr=1e-3).step,
+            "AdamCM bf16 buffer": lambda ps: AdamCM(ps, lr=1e-3, buffer_dtype=torch.bfloat16).step,
+            "AdamCM single-tensor": lambda ps: AdamCM(ps, lr=1e-3, foreach=False).step,
+            "AdamCG": lambda ps: AdamCG(ps, lr=1e-3).step,
+            "SGDCM": lambda ps: SGDCM(ps, lr=1e-3).step,
+            "SGDCG": lambda ps: SGDCG(ps, lr=1e-3, momentum=0.9).step,
+            "SAM(AdamCM), no-op closure": sam_adam_cm,
+            "naive per-parameter Adam+CM": naive_adam_cm,
+        }
+    )
     return rows
+
+
+def sam_adam_cm(params: list[torch.Tensor]) -> Callable[[], object]:
+    """SAM's optimizer-side work (perturb, restore, base step); the closure's passes are not timed."""
+    optimizer = SAM(params, AdamCM, lr=1e-3)
+    return functools.partial(optimizer.step, lambda: None)
 
 
 def naive_adam_cm(params: list[torch.Tensor]) -> Callable[[], object]:
@@ -114,7 +134,11 @@ def measure(name: str, device: torch.device, warmup: int, repeats: int) -> list[
     step = candidates(device)[name](params)
     naive = name.startswith("naive")
     times = time_steps(step, device, warmup, max(3, repeats // 4) if naive else repeats)
-    results = [dict(optimizer=name, median_ms=statistics.median(times), min_ms=min(times))]
+    optimizer = getattr(step, "__self__", None)
+    per_param = state_bytes(optimizer) / sum(p.numel() for p in params) if optimizer is not None else None
+    results = [
+        dict(optimizer=name, median_ms=statistics.median(times), min_ms=min(times), state_bytes_per_param=per_param)
+    ]
     if name == "AdamCM" and device.type == "cuda":
         replay = graph_step(step, device)
         times = time_steps(replay, device, 3, repeats)
@@ -147,8 +171,18 @@ def main() -> None:
     for name in candidates(device):
         if args.only and not any(s in name for s in args.only):
             continue
-        command = [sys.executable, __file__, "--row", name, "--device", args.device,
-                   "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+        command = [
+            sys.executable,
+            __file__,
+            "--row",
+            name,
+            "--device",
+            args.device,
+            "--warmup",
+            str(args.warmup),
+            "--repeats",
+            str(args.repeats),
+        ]
         if args.threads:
             command += ["--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True)
@@ -159,20 +193,32 @@ def main() -> None:
 
     n_params = sum(p.numel() for p in cifar_resnet34_params(torch.device("cpu")))
     base = {r["optimizer"]: r["median_ms"] for r in results}
-    print(f"\none step over {n_params / 1e6:.1f}M parameters in 110 tensors on {device}"
-          f" (torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats})")
-    print(f"{'optimizer':32s} {'median ms':>10s} {'min ms':>9s} {'x foreach':>10s} {'x fused':>8s}")
+    print(
+        f"\none step over {n_params / 1e6:.1f}M parameters in 110 tensors on {device}"
+        f" (torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats})"
+    )
+    print(
+        f"{'optimizer':32s} {'median ms':>10s} {'min ms':>9s} {'x foreach':>10s} {'x fused':>8s} {'state B/param':>14s}"
+    )
     for r in results:
         r["x_foreach_adam"] = r["median_ms"] / base["torch Adam foreach"] if "torch Adam foreach" in base else None
         r["x_fused_adam"] = r["median_ms"] / base["torch Adam fused"] if "torch Adam fused" in base else None
         fx = f"{r['x_foreach_adam']:.2f}" if r["x_foreach_adam"] else "-"
         fu = f"{r['x_fused_adam']:.2f}" if r["x_fused_adam"] else "-"
-        print(f"{r['optimizer']:32s} {r['median_ms']:10.2f} {r['min_ms']:9.2f} {fx:>10s} {fu:>8s}")
+        sb = f"{r['state_bytes_per_param']:.1f}" if r.get("state_bytes_per_param") else "-"
+        print(f"{r['optimizer']:32s} {r['median_ms']:10.2f} {r['min_ms']:9.2f} {fx:>10s} {fu:>8s} {sb:>14s}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
-                    n_params=n_params, n_tensors=110, platform=platform.platform(), repeats=args.repeats,
-                    gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
+        meta = dict(
+            device=str(device),
+            torch=torch.__version__,
+            threads=torch.get_num_threads(),
+            n_params=n_params,
+            n_tensors=110,
+            platform=platform.platform(),
+            repeats=args.repeats,
+            gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        )
         args.out.write_text(json.dumps(dict(meta=meta, results=results), indent=2))
         print(f"wrote {args.out}")
 

@@ -16,8 +16,16 @@ CRITICAL = [AdamCM, AdamCG, SGDCM, SGDCG]
 @pytest.mark.parametrize("cls", CRITICAL)
 @pytest.mark.parametrize(
     "argument, value",
-    [("lr", -1e-3), ("lr", float("nan")), ("decay", 1.5), ("decay", -0.1), ("topC", 0), ("topC", 2.5),
-     ("topC", True), ("weight_decay", -1.0)],
+    [
+        ("lr", -1e-3),
+        ("lr", float("nan")),
+        ("decay", 1.5),
+        ("decay", -0.1),
+        ("topC", 0),
+        ("topC", 2.5),
+        ("topC", True),
+        ("weight_decay", -1.0),
+    ],
 )
 def test_invalid_common_hyperparameters_name_the_argument(cls, argument, value):
     with pytest.raises(ValueError, match=f"invalid {argument}: {value!r}"):
@@ -75,7 +83,11 @@ def test_sam_without_closure_is_a_clear_error():
 
 def test_factory_builds_every_name_and_refuses_unknown_ones():
     expected = {
-        "adam": torch.optim.Adam, "adam_cm": AdamCM, "adam_cg": AdamCG, "sgd_cm": SGDCM, "sgd_cg": SGDCG,
+        "adam": torch.optim.Adam,
+        "adam_cm": AdamCM,
+        "adam_cg": AdamCG,
+        "sgd_cm": SGDCM,
+        "sgd_cg": SGDCG,
     }
     for name, cls in expected.items():
         assert type(create_optimizer(name, make_params(), lr=0.01)) is cls

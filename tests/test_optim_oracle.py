@@ -4,32 +4,45 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from cmrepro.optim import SGDCG, SGDCM, AdamCG, AdamCM
 from helpers import make_params, set_grads
 from oracle import Oracle
+
+from cmrepro.optim import SGDCG, SGDCM, AdamCG, AdamCM
 
 STEPS = 200
 
 # Two groups with different hyperparameters: weight decay on in the first, off in the second.
 HYPER = {
-    "adam_cm": (AdamCM, [
-        dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, decay=0.9, topC=3),
-        dict(lr=0.03, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, decay=0.7, topC=2),
-    ]),
-    "adam_cg": (AdamCG, [
-        dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, decay=0.9, topC=3),
-        dict(lr=0.03, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, decay=0.7, topC=2),
-    ]),
-    "sgd_cg": (SGDCG, [
-        dict(lr=0.01, momentum=0.9, dampening=0.1, weight_decay=0.1, decay=0.9, topC=3),
-        dict(lr=0.02, momentum=0.0, dampening=0.0, weight_decay=0.0, decay=0.7, topC=2),
-    ]),
-    "sgd_cm": (SGDCM, [
-        dict(lr=0.01, momentum=0.9, weight_decay=0.1, decay=0.9, topC=3),
-        dict(lr=0.02, momentum=0.5, weight_decay=0.0, decay=0.7, topC=2),
-    ]),
+    "adam_cm": (
+        AdamCM,
+        [
+            dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, decay=0.9, topC=3),
+            dict(lr=0.03, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, decay=0.7, topC=2),
+        ],
+    ),
+    "adam_cg": (
+        AdamCG,
+        [
+            dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, decay=0.9, topC=3),
+            dict(lr=0.03, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, decay=0.7, topC=2),
+        ],
+    ),
+    "sgd_cg": (
+        SGDCG,
+        [
+            dict(lr=0.01, momentum=0.9, dampening=0.1, weight_decay=0.1, decay=0.9, topC=3),
+            dict(lr=0.02, momentum=0.0, dampening=0.0, weight_decay=0.0, decay=0.7, topC=2),
+        ],
+    ),
+    "sgd_cm": (
+        SGDCM,
+        [
+            dict(lr=0.01, momentum=0.9, weight_decay=0.1, decay=0.9, topC=3),
+            dict(lr=0.02, momentum=0.5, weight_decay=0.0, decay=0.7, topC=2),
+        ],
+    ),
 }
+
 
 # Parameter 4 (second group) has no gradient on its first steps and on every
 # third step after: it joins its bucket late and skips steps.

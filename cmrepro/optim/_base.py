@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .buffer import CriticalBuffer, buffer_gram, buffer_statistics, priority_key
 from ._state import BUFFER_ENTRIES, FlatBucket, bucket_key
+from .buffer import CriticalBuffer, buffer_gram, buffer_statistics, priority_key
 
 
 @dataclass
@@ -164,8 +164,10 @@ class CriticalOptimizer(Optimizer):
         new_params = [p for p in params if not self.state.get(p)]
         for where in dict.fromkeys(bucket_key(p) for p in new_params):
             joining = [p for p in new_params if bucket_key(p) == where]
-            old = buckets.get(where)
-            buckets[where] = self._make_bucket(group, (old.params if old else []) + joining, old)
+            old = buckets[where].params if where in buckets else []
+            buckets[where] = self._pack(group, old + joining, with_state=len(old))
+            # Parameters that join a bucket late have a different history.
+            buckets[where].lockstep = not old
         new_ids = set(map(id, new_params))
         for bucket in buckets.values():
             members = set(map(id, bucket.params))
@@ -173,8 +175,11 @@ class CriticalOptimizer(Optimizer):
             if stepping:
                 yield bucket, stepping, {id(p) for p in stepping if id(p) in new_ids}
 
-    def _make_bucket(self, group: dict, params: list[Tensor], old: FlatBucket | None) -> FlatBucket:
-        """A bucket for ``params``, copying what ``old`` held; state views re-pointed."""
+    def _pack(self, group: dict, params: list[Tensor], with_state: int) -> FlatBucket:
+        """A bucket for ``params``, whose first ``with_state`` already have state to copy in.
+
+        ``self.state`` is re-pointed to views of the new bucket.
+        """
         bucket = FlatBucket(
             params,
             self.moment_names(group),
@@ -183,11 +188,9 @@ class CriticalOptimizer(Optimizer):
             _key_dtype(group),
         )
         for i, p in enumerate(params):
-            if old is not None and i < len(old.params):
+            if i < with_state:
                 bucket.load_param_state(i, self.state[p])
             self.state[p] = bucket.param_state(i)
-        # Parameters that join a bucket late have a different history.
-        bucket.lockstep = old is None
         return bucket
 
     def _group_buckets(self, group: dict) -> dict:
@@ -208,19 +211,8 @@ class CriticalOptimizer(Optimizer):
             with_state = [p for p in group["params"] if self.state.get(p)]
             for where in dict.fromkeys(bucket_key(p) for p in with_state):
                 members = [p for p in with_state if bucket_key(p) == where]
-                saved = [self.state[p] for p in members]
-                bucket = FlatBucket(
-                    members,
-                    self.moment_names(group),
-                    group["topC"],
-                    group["buffer_dtype"] or members[0].dtype,
-                    _key_dtype(group),
-                )
-                for i, (p, s) in enumerate(zip(members, saved)):
-                    bucket.load_param_state(i, s)
-                    self.state[p] = bucket.param_state(i)
-                bucket.lockstep = bucket.shares_history()
-                buckets[where] = bucket
+                buckets[where] = self._pack(group, members, with_state=len(members))
+                buckets[where].lockstep = buckets[where].shares_history()
 
     # ---- persistence ---------------------------------------------------------------------
     def load_state_dict(self, state_dict: dict) -> None:
@@ -293,9 +285,7 @@ class CriticalOptimizer(Optimizer):
             return {}
         device = per_group[0]["buffer_variance"].device
         w = torch.tensor(weights, dtype=torch.float64, device=device) / sum(weights)
-        stats = {
-            name: (torch.stack([s[name].to(device) for s in per_group]) * w).sum() for name in per_group[0]
-        }
+        stats = {name: (torch.stack([s[name].to(device) for s in per_group]) * w).sum() for name in per_group[0]}
         stats["buffer_size"] = torch.cat([s.to(device) for s in sizes]).mean()
         stats["insertions"] = torch.cat([s.to(device) for s in inserted]).mean()
         return stats

@@ -165,7 +165,9 @@ class FlatBucket:
         """
         for name, view in self.param_state(index).items():
             if name not in saved:
-                raise ValueError(f"saved optimizer state lacks {name!r} for a parameter of shape {tuple(self.params[index].shape)}")
+                raise ValueError(
+                    f"saved optimizer state lacks {name!r} for a parameter of shape {tuple(self.params[index].shape)}"
+                )
             value = saved[name]
             if value.shape != view.shape:
                 raise ValueError(

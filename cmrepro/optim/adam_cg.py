@@ -38,8 +38,14 @@ class AdamCG(CriticalAdam):
         buffer_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(
-            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decay=decay, topC=topC,
-            foreach=foreach, buffer_dtype=buffer_dtype,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            decay=decay,
+            topC=topC,
+            foreach=foreach,
+            buffer_dtype=buffer_dtype,
         )
         super().__init__(params, defaults)
 

@@ -39,8 +39,14 @@ class SGDCG(CriticalOptimizer):
         buffer_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(
-            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, decay=decay,
-            topC=topC, foreach=foreach, buffer_dtype=buffer_dtype,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            decay=decay,
+            topC=topC,
+            foreach=foreach,
+            buffer_dtype=buffer_dtype,
         )
         super().__init__(params, defaults)
 

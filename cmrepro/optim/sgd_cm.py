@@ -39,8 +39,13 @@ class SGDCM(CriticalOptimizer):
         buffer_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(
-            lr=lr, momentum=momentum, weight_decay=weight_decay, decay=decay, topC=topC,
-            foreach=foreach, buffer_dtype=buffer_dtype,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            decay=decay,
+            topC=topC,
+            foreach=foreach,
+            buffer_dtype=buffer_dtype,
         )
         super().__init__(params, defaults)
 
