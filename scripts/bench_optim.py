@@ -134,8 +134,10 @@ def measure(name: str, device: torch.device, warmup: int, repeats: int) -> list[
     step = candidates(device)[name](params)
     naive = name.startswith("naive")
     times = time_steps(step, device, warmup, max(3, repeats // 4) if naive else repeats)
-    optimizer = getattr(step, "__self__", None)
-    per_param = state_bytes(optimizer) / sum(p.numel() for p in params) if optimizer is not None else None
+    optimizer = getattr(getattr(step, "func", step), "__self__", None)
+    per_param = None
+    if isinstance(optimizer, torch.optim.Optimizer):
+        per_param = state_bytes(optimizer) / sum(p.numel() for p in params)
     results = [
         dict(optimizer=name, median_ms=statistics.median(times), min_ms=min(times), state_bytes_per_param=per_param)
     ]

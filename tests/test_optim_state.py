@@ -174,3 +174,17 @@ def test_state_saved_on_cpu_loads_on_cuda_and_back():
     back.load_state_dict(on_gpu.state_dict())
     for name, value in opt.state[cpu[0]].items():
         assert torch.equal(value, back.state[cpu[0]][name]), name
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_running_sums_are_recomputed_from_the_stored_elements(foreach, monkeypatch):
+    import cmrepro.optim._state as state_module
+
+    monkeypatch.setattr(state_module, "RESYNC_EVERY", 4)
+    params = make_params(dtype=torch.float32)
+    opt = AdamCM(params, topC=3, foreach=foreach)
+    for t in range(8):
+        _step(opt, params, t)
+    for p in params:
+        s = opt.state[p]
+        assert torch.equal(s["buffer_sum"], s["buffer"].sum(dim=0))

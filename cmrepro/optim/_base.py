@@ -103,6 +103,7 @@ class CriticalOptimizer(Optimizer):
             else:
                 for p in stepping:
                     self._step_param(group, p, bucket_key_value, first=id(p) in new)
+                    bucket.count_step(bucket.index(p))
 
     def _step_bucket(self, group: dict, bucket: FlatBucket, key: Tensor, first: bool) -> None:
         """Multi-tensor path: one decision for the bucket, then flat chunks."""
@@ -115,6 +116,7 @@ class CriticalOptimizer(Optimizer):
             theta = views.theta() if with_theta else None
             self._move(group, state, views.params, bucket.chunk_grad(views.chunk), theta, first)
         self._finish(group, buffer, key)
+        bucket.count_step()
 
     def _step_param(self, group: dict, p: Tensor, key: Tensor, first: bool) -> None:
         """Single-tensor path: one parameter through its views. The readable reference."""
@@ -164,10 +166,11 @@ class CriticalOptimizer(Optimizer):
         new_params = [p for p in params if not self.state.get(p)]
         for where in dict.fromkeys(bucket_key(p) for p in new_params):
             joining = [p for p in new_params if bucket_key(p) == where]
-            old = buckets[where].params if where in buckets else []
-            buckets[where] = self._pack(group, old + joining, with_state=len(old))
+            old = buckets.get(where)
+            members = (old.params if old else []) + joining
+            buckets[where] = self._pack(group, members, old.host_steps if old else [])
             # Parameters that join a bucket late have a different history.
-            buckets[where].lockstep = not old
+            buckets[where].lockstep = old is None
         new_ids = set(map(id, new_params))
         for bucket in buckets.values():
             members = set(map(id, bucket.params))
@@ -175,10 +178,11 @@ class CriticalOptimizer(Optimizer):
             if stepping:
                 yield bucket, stepping, {id(p) for p in stepping if id(p) in new_ids}
 
-    def _pack(self, group: dict, params: list[Tensor], with_state: int) -> FlatBucket:
-        """A bucket for ``params``, whose first ``with_state`` already have state to copy in.
+    def _pack(self, group: dict, params: list[Tensor], host_steps: list[int]) -> FlatBucket:
+        """A bucket for ``params``, whose first ``len(host_steps)`` already have state to copy in.
 
-        ``self.state`` is re-pointed to views of the new bucket.
+        ``host_steps`` are those parameters' step counts. ``self.state`` is
+        re-pointed to views of the new bucket.
         """
         bucket = FlatBucket(
             params,
@@ -188,8 +192,9 @@ class CriticalOptimizer(Optimizer):
             _key_dtype(group),
         )
         for i, p in enumerate(params):
-            if i < with_state:
+            if i < len(host_steps):
                 bucket.load_param_state(i, self.state[p])
+                bucket.host_steps[i] = host_steps[i]
             self.state[p] = bucket.param_state(i)
         return bucket
 
@@ -211,7 +216,8 @@ class CriticalOptimizer(Optimizer):
             with_state = [p for p in group["params"] if self.state.get(p)]
             for where in dict.fromkeys(bucket_key(p) for p in with_state):
                 members = [p for p in with_state if bucket_key(p) == where]
-                buckets[where] = self._pack(group, members, with_state=len(members))
+                host_steps = [int(self.state[p]["step"]) for p in members]  # loading: host reads allowed
+                buckets[where] = self._pack(group, members, host_steps)
                 buckets[where].lockstep = buckets[where].shares_history()
 
     # ---- persistence ---------------------------------------------------------------------
