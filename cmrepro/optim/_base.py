@@ -62,11 +62,13 @@ class CriticalOptimizer(Optimizer):
         raise NotImplementedError
 
     def direction(
-        self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, key: Tensor, first: bool
-    ) -> Tensor | None:
+        self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool
+    ) -> Tensor | tuple[Tensor, Tensor] | None:
         """Offer to the buffer and return what to subtract from the parameter.
 
-        ``first`` is true on the parameter's first step (state just created).
+        The insertion was already decided from the keys: the rule calls
+        ``state.buffer.aggregate`` and ``state.buffer.offer_`` in its own order
+        and never sees the key. ``first`` is true on the parameter's first step (state just created).
         ``theta`` holds the parameter values when the rule needs them for
         coupled weight decay, else ``None``. Return ``None`` for no move, a
         tensor ``u`` for ``theta -= u``, or a pair ``(u, d)`` for
