@@ -1,0 +1,353 @@
+"""Image classification on disk: CIFAR10/100 (the python pickle batches) and ImageNet
+(``train/`` and ``val/`` class folders)."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .base import (
+    DataBundle,
+    DataError,
+    ShuffledTrainLoader,
+    batch_sizes,
+    data_dir,
+    data_error,
+    eval_loader,
+    get_bool,
+    get_int,
+    loader_options,
+)
+
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+IMAGENET_URL = "https://image-net.org"
+
+# ImageNet per-channel mean and std of pixels in [0, 1], the values torchvision's
+# pretrained models were trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class CifarFormat:
+    """Where one CIFAR variant keeps what, in the python version of the dataset."""
+
+    name: str
+    folder: str
+    train_files: tuple[str, ...]
+    test_file: str
+    meta_file: str
+    label_key: str
+    label_names_key: str
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.train_files, self.test_file, self.meta_file)
+
+
+# Mean and std are per channel over the 50K training images, pixels in [0, 1] (the
+# exact standard deviations, not the often-copied 0.2023/0.1994/0.2010).
+CIFAR10 = CifarFormat(
+    name="cifar10",
+    folder="cifar-10-batches-py",
+    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+    test_file="test_batch",
+    meta_file="batches.meta",
+    label_key="labels",
+    label_names_key="label_names",
+    num_classes=10,
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2470, 0.2435, 0.2616),
+)
+CIFAR100 = CifarFormat(
+    name="cifar100",
+    folder="cifar-100-python",
+    train_files=("train",),
+    test_file="test",
+    meta_file="meta",
+    label_key="fine_labels",
+    label_names_key="fine_label_names",
+    num_classes=100,
+    mean=(0.5071, 0.4865, 0.4409),
+    std=(0.2673, 0.2564, 0.2762),
+)
+CIFAR_FORMATS = {fmt.name: fmt for fmt in (CIFAR10, CIFAR100)}
+
+
+# ---------------------------------------------------------------- CIFAR files
+
+
+def _cifar_how(root: Path) -> str:
+    return f"set dataset.download=true or download the python version from {CIFAR_URL} and extract it into {root}"
+
+
+def _cifar_expected(fmt: CifarFormat, root: Path) -> str:
+    return f"{root / fmt.folder} holding {', '.join(fmt.files)}"
+
+
+def check_cifar_files(fmt: CifarFormat, root: Path) -> Path:
+    """The CIFAR folder under ``root`` if it holds every file of the dataset, else DataError."""
+    folder = root / fmt.folder
+    expected, how = _cifar_expected(fmt, root), _cifar_how(root)
+    if not folder.exists():
+        archives = sorted(p.name for p in root.glob("cifar-*.tar.gz")) if root.is_dir() else []
+        found = "no such directory" + (f" ({', '.join(archives)} is there: extract it)" if archives else "")
+        raise data_error(fmt.name, expected, found, how)
+    if not folder.is_dir():
+        raise data_error(fmt.name, expected, "a file, not a directory", how)
+    missing = [f for f in fmt.files if not (folder / f).is_file()]
+    if missing:
+        present = len(fmt.files) - len(missing)
+        found = f"a directory with {present} of {len(fmt.files)} files (missing {', '.join(missing)})"
+        raise data_error(fmt.name, expected, found, how)
+    return folder
+
+
+def download_cifar(fmt: CifarFormat, root: Path) -> None:
+    """Fetch and extract the CIFAR archive into ``root`` with torchvision; DataError on failure."""
+    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+    from torchvision.datasets import CIFAR100 as TorchvisionCIFAR100
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    # Only the download helper and the class's URL/checksum: torchvision's dataset
+    # classes would also md5-check and load everything, which we do ourselves.
+    source = TorchvisionCIFAR10 if fmt is CIFAR10 else TorchvisionCIFAR100
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        download_and_extract_archive(source.url, str(root), filename=source.filename, md5=source.tgz_md5)
+    except Exception as exc:  # any failure (network, disk, checksum) means no data
+        found = f"no files, and the download from {source.url} failed ({type(exc).__name__}: {exc})"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, f"download from {CIFAR_URL} into {root}") from exc
+
+
+def read_cifar_pickle(fmt: CifarFormat, path: Path, root: Path) -> dict[str, Any]:
+    """One pickle of the dataset, its keys as str (the original files are Python 2 pickles
+    whose keys may come back as bytes)."""
+    try:
+        with open(path, "rb") as handle:
+            content = pickle.load(handle, encoding="latin1")
+    except Exception as exc:  # truncated or garbage files fail in many ways
+        found = f"an unreadable pickle {path.name} ({type(exc).__name__}: {exc})"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root)) from exc
+    if not isinstance(content, dict):
+        found = f"{path.name} holding a {type(content).__name__}, not a dict"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root))
+    return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in content.items()}
+
+
+def read_cifar_batch(fmt: CifarFormat, path: Path, root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]`` of one pickle batch."""
+    content = read_cifar_pickle(fmt, path, root)
+
+    def malformed(what: str) -> DataError:
+        return data_error(fmt.name, _cifar_expected(fmt, root), f"{path.name} with {what}", _cifar_how(root))
+
+    if "data" not in content or fmt.label_key not in content:
+        raise malformed(f"keys {sorted(content)} instead of data and {fmt.label_key}")
+    data = np.asarray(content["data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise malformed(f"data of {data.dtype} {list(data.shape)} instead of uint8 [N, 3072]")
+    labels = np.asarray(content[fmt.label_key])
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise malformed(f"{fmt.label_key} of {labels.dtype} {list(labels.shape)} instead of {len(data)} integers")
+    if len(labels) and (labels.min() < 0 or labels.max() >= fmt.num_classes):
+        raise malformed(f"labels outside 0..{fmt.num_classes - 1}")
+    # Each row is the red, green and blue 32x32 planes, row-major: already C, H, W.
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def read_cifar_split(
+    fmt: CifarFormat, folder: Path, files: tuple[str, ...], root: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of the batches ``files``, concatenated in file order."""
+    parts = [read_cifar_batch(fmt, folder / name, root) for name in files]
+    return torch.cat([images for images, _ in parts]), torch.cat([labels for _, labels in parts])
+
+
+def check_cifar_meta(fmt: CifarFormat, folder: Path, root: Path) -> None:
+    """The meta pickle is readable and names ``num_classes`` classes."""
+    content = read_cifar_pickle(fmt, folder / fmt.meta_file, root)
+    names = content.get(fmt.label_names_key)
+    if names is None or len(names) != fmt.num_classes:
+        count = "no" if names is None else len(names)
+        found = f"{fmt.meta_file} with {count} {fmt.label_names_key} instead of {fmt.num_classes}"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root))
+
+
+# ---------------------------------------------------------------- CIFAR datasets
+
+
+def split_indices(size: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, val)`` indices: a fixed random ``val_size`` of ``range(size)`` for validation.
+
+    Seeded by ``split_seed`` alone so that every run seed validates on the same images.
+    """
+    generator = torch.Generator().manual_seed(split_seed)
+    order = torch.randperm(size, generator=generator)
+    return order[val_size:].sort().values, order[:val_size].sort().values
+
+
+class NormalisedImages(Dataset):
+    """uint8 images in memory, returned as normalised float32, randomly cropped and flipped
+    when ``augment`` (with torch's global RNG)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: tuple, std: tuple, *, augment: bool) -> None:
+        self.images = images
+        self.labels = labels
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.augment = _crop_flip(images.shape[-1]) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index]
+        if self.augment is not None:
+            image = self.augment(image)
+        return (image.float() / 255 - self.mean) / self.std, self.labels[index]
+
+
+def _crop_flip(size: int):
+    from torchvision import transforms
+
+    # The standard CIFAR augmentation (Table 6 of the paper trains with it).
+    return transforms.Compose([transforms.RandomCrop(size, padding=4), transforms.RandomHorizontalFlip()])
+
+
+def _load_cifar_files(fmt: CifarFormat, root: Path, download: bool) -> Path:
+    try:
+        return check_cifar_files(fmt, root)
+    except DataError:
+        if not download:
+            raise
+    download_cifar(fmt, root)
+    return check_cifar_files(fmt, root)
+
+
+def build_cifar(cfg: Mapping, seed: int) -> DataBundle:
+    """CIFAR10/100: the 50K training images split into train and ``val_size`` validation
+    images, and the official test set as ``test`` when ``use_test``."""
+    fmt = CIFAR_FORMATS[cfg["name"]]
+    root = data_dir(cfg)
+    batch_size, eval_batch_size = batch_sizes(cfg)
+    options = loader_options(cfg)
+    val_size = get_int(cfg, "val_size", 10000)
+    split_seed = get_int(cfg, "split_seed", 0, minimum=0)
+    augment = get_bool(cfg, "augment", True)
+    use_test = get_bool(cfg, "use_test", False)
+
+    folder = _load_cifar_files(fmt, root, get_bool(cfg, "download", False))
+    check_cifar_meta(fmt, folder, root)
+    images, labels = read_cifar_split(fmt, folder, fmt.train_files, root)
+    if val_size >= len(labels):
+        found = f"{len(labels)} training images, not more than dataset.val_size={val_size}"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root))
+    train_idx, val_idx = split_indices(len(labels), val_size, split_seed)
+
+    def dataset(idx: torch.Tensor, aug: bool) -> NormalisedImages:
+        return NormalisedImages(images[idx], labels[idx], fmt.mean, fmt.std, augment=aug)
+
+    test = None
+    if use_test:
+        test_images, test_labels = read_cifar_split(fmt, folder, (fmt.test_file,), root)
+        test_set = NormalisedImages(test_images, test_labels, fmt.mean, fmt.std, augment=False)
+        test = eval_loader(test_set, eval_batch_size, options)
+    return DataBundle(
+        task="classification",
+        train=ShuffledTrainLoader(dataset(train_idx, augment), batch_size, seed, options),
+        val=eval_loader(dataset(val_idx, False), eval_batch_size, options),
+        test=test,
+        num_classes=fmt.num_classes,
+        vocab_size=None,
+        input_shape=(3, 32, 32),
+    )
+
+
+# ---------------------------------------------------------------- ImageNet
+
+
+def _class_folders(split: Path) -> list[str]:
+    return sorted(entry.name for entry in split.iterdir() if entry.is_dir())
+
+
+def check_imagenet_folders(root: Path) -> list[str]:
+    """The class names shared by ``root/train`` and ``root/val``, else DataError."""
+    how = f"prepare train/ and val/ class folders (validation images sorted by class) from {IMAGENET_URL}"
+    for split in ("train", "val"):
+        path = root / split
+        if not path.is_dir():
+            found = "a file, not a directory" if path.exists() else "no such directory"
+            raise data_error("imagenet", f"{path} holding one folder per class", found, how)
+    train, val = _class_folders(root / "train"), _class_folders(root / "val")
+    if not train:
+        raise data_error("imagenet", f"{root / 'train'} holding one folder per class", "no class folders", how)
+    if train != val:
+        only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+        found = (
+            f"{len(val)} classes against {len(train)} in train/"
+            f" (only in train: {', '.join(only_train[:5]) or '-'}; only in val: {', '.join(only_val[:5]) or '-'})"
+        )
+        raise data_error("imagenet", f"{root / 'val'} holding the class folders of {root / 'train'}", found, how)
+    return train
+
+
+def imagenet_transforms(image_size: int, resize: int, *, augment: bool):
+    """``(train, eval)`` transforms: RandomResizedCrop + flip for training, Resize +
+    CenterCrop for evaluation (and for training without ``augment``)."""
+    from torchvision import transforms
+
+    finish = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    evaluate = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(image_size), *finish])
+    if not augment:
+        return evaluate, evaluate
+    train = transforms.Compose([transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), *finish])
+    return train, evaluate
+
+
+def _image_folder(path: Path, transform, how: str):
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(str(path), transform=transform)
+    except OSError as exc:
+        # e.g. a class folder without any image file
+        raise data_error("imagenet", f"{path} holding one folder of images per class", str(exc), how) from exc
+
+
+def build_imagenet(cfg: Mapping, seed: int) -> DataBundle:
+    """ImageNet from ``train/`` and ``val/`` class folders; the validation images serve as
+    ``val`` (the labelled test set is not public)."""
+    root = data_dir(cfg)
+    batch_size, eval_batch_size = batch_sizes(cfg)
+    options = loader_options(cfg)
+    image_size = get_int(cfg, "image_size", 224)
+    resize = get_int(cfg, "resize", 256)
+    if get_bool(cfg, "use_test", False):
+        raise ValueError("imagenet has no labelled test split: set dataset.use_test=false (val/ is the held-out set)")
+
+    classes = check_imagenet_folders(root)
+    train_tf, eval_tf = imagenet_transforms(image_size, resize, augment=get_bool(cfg, "augment", True))
+    how = f"prepare train/ and val/ class folders from {IMAGENET_URL}"
+    train_set = _image_folder(root / "train", train_tf, how)
+    val_set = _image_folder(root / "val", eval_tf, how)
+    return DataBundle(
+        task="classification",
+        train=ShuffledTrainLoader(train_set, batch_size, seed, options),
+        val=eval_loader(val_set, eval_batch_size, options),
+        test=None,
+        num_classes=len(classes),
+        vocab_size=None,
+        input_shape=(3, image_size, image_size),
+    )

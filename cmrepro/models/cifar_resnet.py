@@ -1,0 +1,20 @@
+"""ResNet18/34 in their CIFAR form: a 3x3 stride-1 stem and no max-pool.
+
+timm's ImageNet ResNet with its 7x7 stride-2 stem and max-pool replaced: the
+rest of the network (basic blocks, widths 64-512, global pooling) is the
+standard one. ResNet34 with 100 classes has 21.3M parameters in 110 tensors.
+"""
+
+from __future__ import annotations
+
+import timm
+from torch import nn
+
+
+def cifar_resnet(depth: int, num_classes: int, in_channels: int = 3) -> nn.Module:
+    model = timm.create_model(f"resnet{depth}", pretrained=False, num_classes=num_classes, in_chans=in_channels)
+    # 32x32 inputs would shrink to 8x8 before the first block with the
+    # ImageNet stem; the CIFAR stem keeps the full resolution.
+    model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model

@@ -1,0 +1,24 @@
+"""EfficientNet-B0 trained from scratch (ImageNet, Table 2).
+
+The paper used the efficientnet-pytorch package; timm's ``efficientnet_b0``
+is the alternative (``model.implementation=timm``). Neither loads pretrained
+weights.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+IMPLEMENTATIONS = ("efficientnet_pytorch", "timm")
+
+
+def efficientnet_b0(num_classes: int, implementation: str = "efficientnet_pytorch") -> nn.Module:
+    if implementation == "efficientnet_pytorch":
+        from efficientnet_pytorch import EfficientNet
+
+        return EfficientNet.from_name("efficientnet-b0", num_classes=num_classes)
+    if implementation == "timm":
+        import timm
+
+        return timm.create_model("efficientnet_b0", pretrained=False, num_classes=num_classes)
+    raise ValueError(f"invalid model.implementation: {implementation!r}; choose one of: {', '.join(IMPLEMENTATIONS)}")

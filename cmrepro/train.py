@@ -1,0 +1,67 @@
+"""``python -m cmrepro.train optimizer=adam_cm dataset=cifar100``: the training entry point.
+
+A thin Hydra shell around :func:`cmrepro.training.train`. Configuration and
+data problems end the program with one line on stderr and exit code 2,
+before any training; a non-finite loss ends it with status ``diverged`` and
+exit code 0, so a sweep goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from .data import DataError
+from .training import CheckpointError, ConfigError, check_config, train
+from .training.records import RunRecords
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
+
+
+def unknown_option(overrides: list[str]) -> str | None:
+    """A one-line complaint about a ``group=option`` naming no config file, else None."""
+    for override in overrides:
+        group, sep, option = override.partition("=")
+        group = group.lstrip("+~")
+        if not sep or group not in GROUPS or "," in option:
+            continue
+        options = sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+        if option not in options:
+            return f"unknown {group} {option!r}; choose one of: {', '.join(options)}"
+    return None
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def _run(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        check_config(resolved)
+        result = train(resolved, run_dir)
+    except (ConfigError, DataError, CheckpointError) as error:
+        print(f"cmrepro.train: {error}", file=sys.stderr)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            # Recorded, and the other jobs of the sweep go on.
+            RunRecords(run_dir).write_result({"status": "failed", "error": str(error)})
+            return
+        sys.exit(2)
+    print(f"cmrepro.train: {result['status']}: {run_dir}", file=sys.stderr)
+
+
+def main() -> None:
+    problem = unknown_option([arg for arg in sys.argv[1:] if not arg.startswith("-")])
+    if problem:
+        print(f"cmrepro.train: {problem}", file=sys.stderr)
+        sys.exit(2)
+    _run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Atomic checkpoints and the random-number states they carry."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class CheckpointError(Exception):
+    """A checkpoint exists but cannot be used; one line saying which and what to do."""
+
+
+def save_atomic(payload: dict, path: Path) -> None:
+    """Write ``payload`` next to ``path`` and rename it into place.
+
+    A run killed while saving leaves the previous checkpoint intact.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    """The checkpoint at ``path``, ``None`` if there is none; CheckpointError if unreadable."""
+    if not path.exists():
+        return None
+    try:
+        # Our own file: it holds numpy RNG states, which weights_only refuses.
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # any unpickling failure means the same thing here
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+            "delete it to restart the run from scratch"
+        ) from error
+    missing = {"epoch", "model", "optimizer", "scheduler", "rng"} - set(payload) if isinstance(payload, dict) else None
+    if missing is None or missing:
+        raise CheckpointError(
+            f"checkpoint {path} is not a cmrepro checkpoint (lacks {sorted(missing or [])}); delete it"
+        )
+    return payload
+
+
+def rng_state() -> dict:
+    """Every generator a training step may draw from."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # the official CM code draws from numpy's RNG
+    torch.manual_seed(seed)

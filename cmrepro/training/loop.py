@@ -1,0 +1,250 @@
+"""Train one configured run to completion, resuming from its directory if it was started before.
+
+A run directory holds ``checkpoint.pt`` (written atomically after every
+epoch), ``metrics.jsonl`` (one row per finished epoch) and, at the end,
+``result.json`` with status ``done`` or ``diverged`` (``failed`` is written
+by the entry point when an error escapes). Re-running a finished run does
+nothing; re-running a killed one continues from its last checkpoint and ends
+with the metrics an uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from .. import __version__
+from ..data import build_data
+from ..models import ModelSpec, build_model
+from ..optim import create_optimizer
+from .checkpoint import load_checkpoint, restore_rng, rng_state, save_atomic, seed_everything
+from .checks import ConfigError, optimizer_arguments
+from .records import RunRecords, git_commit, make_logger
+from .steps import StepSettings, task_for
+
+CHECKPOINT = "checkpoint.pt"
+# Finite-loss checks read the loss on the host: every this many steps, not every step.
+CHECK_EVERY = 50
+# Keys that may differ when a run is resumed: where it runs, not what it computes.
+RESUMABLE_DIFFERENCES = ("run_dir", "paths", "logger", "trainer.device", "trainer.progress", "dataset.num_workers")
+
+
+def train(cfg: Mapping, run_dir: Path) -> dict:
+    """Run (or resume, or skip) the training described by the resolved config ``cfg``; return result.json's content."""
+    cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(cfg), resolve=True))
+    records = RunRecords(run_dir)
+    previous = records.read_result()
+    if previous is not None and previous.get("status") in ("done", "diverged"):
+        print(f"cmrepro: {run_dir} is already {previous['status']}; nothing to do", file=sys.stderr)
+        return previous
+    try:
+        return _run(cfg, run_dir, records)
+    except Exception as error:
+        # Recorded so that a sweep can see what happened; the checkpoint and
+        # metrics of finished epochs stay, and re-running resumes from them.
+        failed = _base_result(cfg, OmegaConf.to_container(cfg))
+        failed.update(status="failed", error=f"{type(error).__name__}: {error}", **_summary(records.read_metrics()))
+        records.write_result(failed)
+        raise
+
+
+def _run(cfg, run_dir: Path, records: RunRecords) -> dict:
+    seed_everything(cfg.seed)
+    if cfg.trainer.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    device = _device(cfg.trainer.device)
+    settings = StepSettings(device, cfg.trainer.precision, cfg.trainer.grad_clip)
+
+    try:
+        data = build_data(cfg.dataset, seed=cfg.seed)
+    except ValueError as error:  # a dataset value the data module refuses
+        raise ConfigError(str(error)) from None
+    spec = ModelSpec(data.task, data.num_classes, data.vocab_size, data.input_shape[0] if data.input_shape else 3)
+    model = build_model(cfg.model, spec).to(device)
+    optimizer = create_optimizer(
+        cfg.optimizer.name, model.parameters(), model=model, **optimizer_arguments(cfg.optimizer)
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(cfg.trainer.lr_milestones), gamma=cfg.trainer.lr_gamma
+    )
+    task = task_for(data.task)
+    config = OmegaConf.to_container(cfg)
+
+    progress = {"epoch": 0, "best": None, "wall_time": 0.0}
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT)
+    if checkpoint is not None:
+        _check_same_run(checkpoint["config"], config, run_dir)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        restore_rng(checkpoint["rng"])
+        progress = {key: checkpoint[key] for key in progress}
+        print(f"cmrepro: resuming {run_dir} after epoch {progress['epoch']}", file=sys.stderr)
+    records.keep_epochs(progress["epoch"])
+
+    logger = make_logger(cfg.logger, run_dir, config)
+    result = _base_result(cfg, config)
+    try:
+        status = _epochs(cfg, run_dir, data, task, model, optimizer, scheduler, settings, records, logger, progress)
+        result.update(status=status, **_summary(records.read_metrics(), task.monitor, task.mode))
+        if status == "done" and data.test is not None:
+            result["test"] = task.evaluate(model, data.test, settings, prefix="test")
+    finally:
+        logger.finish()
+    result["wall_time_s"] = progress["wall_time"]
+    records.write_result(result)
+    return result
+
+
+def _epochs(cfg, run_dir, data, task, model, optimizer, scheduler, settings, records, logger, progress) -> str:
+    """Train the remaining epochs; ``"done"`` or ``"diverged"``."""
+    epochs = cfg.trainer.epochs
+    show = _show_progress(cfg.trainer.progress)
+    for epoch in tqdm(
+        range(progress["epoch"], epochs),
+        desc="epochs",
+        initial=progress["epoch"],
+        total=epochs,
+        disable=not show,
+        position=0,
+    ):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = _train_epoch(cfg, epoch, data, task, model, optimizer, settings, show)
+        if train_loss is None:
+            print(f"cmrepro: non-finite training loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
+            return "diverged"
+        model.eval()
+        row = {"epoch": epoch + 1, "train_loss": train_loss, **task.evaluate(model, data.val, settings), "lr": lr}
+        if not math.isfinite(row["val_loss"]):
+            print(f"cmrepro: non-finite validation loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
+            return "diverged"
+        progress["best"] = _better(progress["best"], row[task.monitor], task.mode)
+        row[f"best_{task.monitor}"] = progress["best"]
+        row["epoch_time_s"] = time.perf_counter() - started
+        progress["epoch"] = epoch + 1
+        progress["wall_time"] += row["epoch_time_s"]
+        records.append_metrics(row)
+        logger.log(row, step=epoch + 1)
+        scheduler.step()
+        if cfg.trainer.checkpoint:
+            save_atomic(
+                dict(
+                    model=model.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    rng=rng_state(),
+                    config=OmegaConf.to_container(cfg),
+                    **progress,
+                ),
+                run_dir / CHECKPOINT,
+            )
+    return "done"
+
+
+def _train_epoch(cfg, epoch, data, task, model, optimizer, settings, show) -> float | None:
+    """Mean training loss of the epoch, or None as soon as it is not finite."""
+    model.train()
+    task.begin_epoch()
+    batches = data.train(epoch)
+    limit = cfg.trainer.max_steps_per_epoch
+    steps = min(len(batches), limit) if limit else len(batches)
+    total = torch.zeros((), dtype=torch.float64, device=settings.device)
+    done = 0
+    bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}", leave=False, disable=not show, position=1)
+    for batch in bar:
+        if done == steps:
+            break
+        total += task.train_step(model, optimizer, batch, settings)
+        done += 1
+        _fault_injection(epoch * steps + done)
+        if done % CHECK_EVERY == 0:
+            mean = float(total) / done
+            if not math.isfinite(mean):
+                return None
+            bar.set_postfix(loss=f"{mean:.4f}")
+    mean = float(total) / max(done, 1)
+    return mean if math.isfinite(mean) else None
+
+
+def _fault_injection(global_step: int) -> None:
+    """Testing hook: CMREPRO_KILL_AT_STEP=N kills this process with SIGKILL after step N."""
+    target = os.environ.get("CMREPRO_KILL_AT_STEP")
+    if target is not None and global_step == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _better(best: float | None, value: float, mode: str) -> float:
+    if best is None:
+        return value
+    return max(best, value) if mode == "max" else min(best, value)
+
+
+def _summary(rows: list[dict], monitor: str | None = None, mode: str = "max") -> dict:
+    """Epochs completed, the best epoch by ``monitor`` and the last row."""
+    if not rows:
+        return {"epochs_completed": 0, "best": None, "final": None}
+    monitor = monitor or next(key[len("best_") :] for key in rows[-1] if key.startswith("best_"))
+    best_row = (max if mode == "max" else min)(rows, key=lambda row: row[monitor])
+    return {
+        "epochs_completed": rows[-1]["epoch"],
+        "monitor": monitor,
+        "best": {monitor: best_row[monitor], "epoch": best_row["epoch"]},
+        "final": rows[-1],
+    }
+
+
+def _base_result(cfg, config: dict) -> dict:
+    return {
+        "status": "running",
+        "seed": cfg.seed,
+        "cmrepro_version": __version__,
+        "git_commit": git_commit(),
+        "config": config,
+    }
+
+
+def _check_same_run(saved: dict, current: dict, run_dir: Path) -> None:
+    def strip(config: dict) -> dict:
+        config = OmegaConf.create(config)
+        for key in RESUMABLE_DIFFERENCES:
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(config, parent) if parent else config
+            if node is not None and leaf in node:
+                node.pop(leaf)
+        return OmegaConf.to_container(config)
+
+    a, b = strip(saved), strip(current)
+    if a != b:
+        differing = sorted(_differences(a, b))
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config (differs in: {', '.join(differing[:5])}); "
+            "choose another run_dir or delete that one"
+        )
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _show_progress(setting) -> bool:
+    return sys.stderr.isatty() if setting == "auto" else bool(setting)

@@ -1,0 +1,46 @@
+"""Compose run configs with Hydra's API, and run the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from cmrepro.train import CONF_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small and quick on a CPU: a few steps of a few images.
+QUICK = [
+    "dataset.num_train=96",
+    "dataset.image_size=16",
+    "dataset.num_val=64",
+    "dataset.batch_size=32",
+    "dataset.eval_batch_size=64",
+    "trainer.epochs=3",
+    "trainer.lr_milestones=[2]",
+    "trainer.progress=false",
+]
+
+
+def compose_run(overrides: list[str], run_dir: Path) -> dict:
+    """The resolved config ``python -m cmrepro.train <overrides>`` would run, with ``run_dir``."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="config", overrides=[*overrides, f"run_dir={run_dir}"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def run_cli(args: list[str], env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cmrepro.train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+    )
