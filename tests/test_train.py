@@ -232,6 +232,13 @@ def test_wandb_offline_run_writes_its_files(tmp_path, monkeypatch):
     assert runs and any(runs[0].rglob("*.wandb"))
 
 
+def test_bf16_autocast_run_on_cpu(tmp_path):
+    cfg = compose_run(["dataset=synthetic_image", "optimizer=adam_sam_cm", "trainer.precision=bf16", *QUICK,
+                       "trainer.epochs=1", "trainer.lr_milestones=[]", "trainer.max_steps_per_epoch=2"], tmp_path)
+    result = train(cfg, tmp_path)
+    assert result["status"] == "done" and math.isfinite(result["final"]["train_loss"])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bf16_run_on_cuda(tmp_path):
     cfg = compose_run(["dataset=synthetic_image", "trainer.precision=bf16", "trainer.device=cuda", *QUICK], tmp_path)

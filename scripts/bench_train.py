@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Time training steps of each real configuration on synthetic batches of its shape.
+
+For cifar10, cifar100, imagenet and ptb: the model, optimizer (adam_cm by
+default), batch size and input shape of the dataset's config, the training
+step of ``cmrepro.training`` (forward, backward, clipping where configured,
+optimizer step), on random batches of the real shapes: no data needed.
+Reports seconds per 100 steps and the estimated time of one real epoch
+(steps per epoch from the paper's dataset sizes, Table 6). Prints a table and
+writes JSON. Example:
+
+    python scripts/bench_train.py --out results/bench/train_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from cmrepro.models import ModelSpec, build_model  # noqa: E402
+from cmrepro.optim import create_optimizer  # noqa: E402
+from cmrepro.train import CONF_DIR  # noqa: E402
+from cmrepro.training.checks import optimizer_arguments  # noqa: E402
+from cmrepro.training.steps import StepSettings, task_for  # noqa: E402
+
+# Training examples per epoch (Table 6; PTB in tokens) and what the model sees.
+DATASETS = {
+    "cifar10": dict(train=40_000, spec=ModelSpec("classification", num_classes=10)),
+    "cifar100": dict(train=40_000, spec=ModelSpec("classification", num_classes=100)),
+    "imagenet": dict(train=1_281_167, spec=ModelSpec("classification", num_classes=1000)),
+    "ptb": dict(train=929_589, spec=ModelSpec("language_model", vocab_size=10_000)),
+}
+
+
+def batch_for(name: str, cfg: dict, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    data = cfg["dataset"]
+    b = batch_size
+    if name == "ptb":
+        tokens = torch.randint(0, 10_000, (data["bptt"] + 1, b))
+        return tokens[:-1], tokens[1:]
+    size = data.get("image_size", 32)
+    return torch.randn(b, 3, size, size), torch.randint(0, DATASETS[name]["spec"].num_classes, (b,))
+
+
+def steps_per_epoch(name: str, cfg: dict) -> int:
+    data = cfg["dataset"]
+    if name == "ptb":
+        return DATASETS[name]["train"] // (data["batch_size"] * data["bptt"])
+    return -(-DATASETS[name]["train"] // data["batch_size"])
+
+
+def measure(name: str, optimizer: str, steps: int, device: torch.device, batch_size: int | None) -> dict:
+    """``batch_size`` below the config's: time that batch and scale per example (memory-bound machines)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="config", overrides=[f"dataset={name}", f"optimizer={optimizer}", "run_dir=unused"])
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    torch.manual_seed(0)
+    model = build_model(cfg["model"], DATASETS[name]["spec"]).to(device)
+    opt = create_optimizer(optimizer, model.parameters(), model=model, **optimizer_arguments(cfg["optimizer"]))
+    settings = StepSettings(device, cfg["trainer"]["precision"], cfg["trainer"]["grad_clip"])
+    task = task_for(DATASETS[name]["spec"].task)
+    task.begin_epoch()
+    model.train()
+    config_batch = cfg["dataset"]["batch_size"]
+    timed_batch = batch_size or config_batch
+    batch = batch_for(name, cfg, timed_batch)
+    task.train_step(model, opt, batch, settings)  # warm-up: state creation, allocator
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        loss = task.train_step(model, opt, batch, settings)
+        float(loss)  # wait for the step to finish
+        times.append(time.perf_counter() - start)
+    per_step = statistics.median(times) * config_batch / timed_batch
+    epoch_steps = steps_per_epoch(name, cfg)
+    return dict(
+        dataset=name,
+        model=cfg["model"]["name"],
+        optimizer=optimizer,
+        batch_size=config_batch,
+        timed_batch_size=timed_batch,
+        steps_timed=steps,
+        seconds_per_step=per_step,
+        seconds_per_100_steps=100 * per_step,
+        steps_per_epoch=epoch_steps,
+        estimated_epoch_minutes=epoch_steps * per_step / 60,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("--optimizer", default="adam_cm")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median is reported)")
+    parser.add_argument("--imagenet-steps", type=int, default=2, help="timed steps for imagenet (slow on a CPU)")
+    parser.add_argument(
+        "--imagenet-batch",
+        type=int,
+        default=64,
+        help="time imagenet at this batch and scale to the config's 256 per example (batch 256 at 224x224 "
+        "needs more than 24 GiB of host memory for EfficientNet-B0's activations)",
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for name in args.datasets:
+        steps = args.imagenet_steps if name == "imagenet" else args.steps
+        batch = args.imagenet_batch if name == "imagenet" else None
+        rows.append(measure(name, args.optimizer, steps, device, batch))
+        print(f"{name}: {rows[-1]['seconds_per_step']:.3f} s/step", file=sys.stderr)
+    print(
+        f"\n{args.optimizer} training steps on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads)"
+    )
+    header = f"{'dataset':10s} {'model':16s} {'batch':>6s} {'timed at':>9s} {'s/100 steps':>12s}"
+    print(header + f" {'steps/epoch':>12s} {'min/epoch':>10s}")
+    for r in rows:
+        print(
+            f"{r['dataset']:10s} {r['model']:16s} {r['batch_size']:6d} {r['timed_batch_size']:9d} "
+            f"{r['seconds_per_100_steps']:12.1f} {r['steps_per_epoch']:12d} {r['estimated_epoch_minutes']:10.1f}"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(
+            device=str(device), torch=torch.__version__, threads=torch.get_num_threads(), platform=platform.platform()
+        )
+        args.out.write_text(json.dumps(dict(meta=meta, results=rows), indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
