@@ -233,8 +233,18 @@ def test_wandb_offline_run_writes_its_files(tmp_path, monkeypatch):
 
 
 def test_bf16_autocast_run_on_cpu(tmp_path):
-    cfg = compose_run(["dataset=synthetic_image", "optimizer=adam_sam_cm", "trainer.precision=bf16", *QUICK,
-                       "trainer.epochs=1", "trainer.lr_milestones=[]", "trainer.max_steps_per_epoch=2"], tmp_path)
+    cfg = compose_run(
+        [
+            "dataset=synthetic_image",
+            "optimizer=adam_sam_cm",
+            "trainer.precision=bf16",
+            *QUICK,
+            "trainer.epochs=1",
+            "trainer.lr_milestones=[]",
+            "trainer.max_steps_per_epoch=2",
+        ],
+        tmp_path,
+    )
     result = train(cfg, tmp_path)
     assert result["status"] == "done" and math.isfinite(result["final"]["train_loss"])
 
