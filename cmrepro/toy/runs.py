@@ -1,0 +1,91 @@
+"""Run the real ``cmrepro.optim`` optimizers on a toy surface from many initial points.
+
+Each run is its own optimizer on its own parameter, so it keeps its own
+buffer and priority key, as a single training run would; one backward pass
+computes the gradients of all runs at once. SAM variants take their second
+gradient through the optimizer's closure, per run (SAM normalises by the
+gradient norm of one model, so runs must not share a SAM optimizer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..optim import SAM, create_optimizer
+from .surfaces import Surface
+
+# The paper's names (Table 1, Figures) for the factory's optimizer names.
+LABELS = {
+    "adam": "Adam",
+    "adam_sam": "Adam+SAM",
+    "adam_cg": "Adam+CG",
+    "adam_cm": "Adam+CM",
+    "adam_sam_cm": "Adam+SAM+CM",
+}
+
+
+@dataclass
+class Trajectories:
+    points: Tensor  # [steps + 1, runs, dim]
+    losses: Tensor  # [steps + 1, runs]
+
+    @property
+    def final(self) -> Tensor:
+        return self.points[-1]
+
+
+def run(
+    surface: Surface,
+    optimizer: str,
+    hyper: dict,
+    starts: Tensor,
+    steps: int,
+    lr_drop_step: int | None = None,
+    lr_drop_factor: float = 0.1,
+) -> Trajectories:
+    """``steps`` optimizer steps from each row of ``starts`` ``[runs, dim]``; the learning rate is
+    multiplied by ``lr_drop_factor`` after ``lr_drop_step`` steps (the paper's step 250 of 500)."""
+    params = [start.detach().clone().to(torch.float64).requires_grad_() for start in starts]
+    optimizers = [create_optimizer(optimizer, [p], **hyper) for p in params]
+    points, losses = [torch.stack([p.detach() for p in params])], []
+    for step in range(steps):
+        if step == lr_drop_step:
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] *= lr_drop_factor
+        losses.append(_backward_all(surface, params))
+        for p, opt in zip(params, optimizers):
+            if isinstance(opt, SAM):
+                opt.step(lambda p=p, opt=opt: _backward_one(surface, p, opt))
+            else:
+                opt.step()
+        points.append(torch.stack([p.detach() for p in params]))
+    with torch.no_grad():
+        losses.append(surface(points[-1]))
+    return Trajectories(torch.stack(points), torch.stack(losses))
+
+
+def _backward_all(surface: Surface, params: list[Tensor]) -> Tensor:
+    """Gradients of every run from one backward pass (the runs do not interact)."""
+    for p in params:
+        p.grad = None
+    values = surface(torch.stack(params))
+    values.sum().backward()
+    return values.detach()
+
+
+def _backward_one(surface: Surface, p: Tensor, opt) -> Tensor:
+    opt.zero_grad()
+    value = surface(p)
+    value.backward()
+    return value.detach()
+
+
+def uniform_starts(surface: Surface, runs: int, seed: int) -> Tensor:
+    """``runs`` points uniform in the surface's box ``[low, high]^dim``, from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    unit = torch.rand(runs, surface.dim, generator=generator, dtype=torch.float64)
+    return surface.low + (surface.high - surface.low) * unit

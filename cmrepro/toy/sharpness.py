@@ -1,0 +1,18 @@
+"""Sharpness of a toy surface: the largest eigenvalue of its exact Hessian (Section 3.2, Table 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def hessian_top_eigenvalue(fn: Callable[[Tensor], Tensor], points: Tensor) -> Tensor:
+    """``lambda_max(Hessian of fn)`` at each of ``points`` ``[R, D]`` -> ``[R]``.
+
+    Exact second derivatives by autograd (``torch.func``), batched over the
+    points; float64 for the eigenvalues.
+    """
+    hessians = torch.func.vmap(torch.func.hessian(fn))(points.detach().to(torch.float64))
+    return torch.linalg.eigvalsh(hessians)[..., -1]
