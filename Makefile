@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # cluster, e.g. `make install TORCH_PIN="torch torchvision"`.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint bench-optim clean
+.PHONY: install test lint bench-optim reproduce-toy clean
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ test:
 lint:
 	$(PY) -m ruff check cmrepro tests scripts
 	$(PY) -m ruff format --check cmrepro tests scripts
+
+TOY_EXPERIMENTS := table1 table5 figure3 figure4 figure16 figure5 figure6 figure7_left figure7_right
+
+# Every toy experiment of Sections 3.2 and 4: CSVs in results/toy, PNGs in
+# results/figures, and results/toy/README.md beside the paper's numbers.
+reproduce-toy:
+	@for experiment in $(TOY_EXPERIMENTS); do $(PY) -m cmrepro.toy experiment=$$experiment || exit 1; done
 
 bench-optim:
 	$(PY) scripts/bench_optim.py --device cpu --out results/bench/optim_cpu.json

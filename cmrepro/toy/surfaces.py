@@ -94,8 +94,9 @@ SURFACES: dict[str, Surface] = {
 def surface(name: str, *, s: float | None = None, dim: int | None = None) -> Surface:
     """A named surface; ``two_minima`` takes its sharpness ``s`` and dimension ``dim``."""
     if name == "two_minima":
-        if s is None or s <= 1 or not dim:
-            raise ValueError(f"invalid two_minima parameters: s={s!r} (must be > 1), dim={dim!r} (must be >= 1)")
+        # Eq. 9 asks s > 1; Figure 7 also shows s = 1 (two equally sharp minima).
+        if s is None or s < 1 or not dim:
+            raise ValueError(f"invalid two_minima parameters: s={s!r} (must be >= 1), dim={dim!r} (must be >= 1)")
         return Surface(f"two_minima_s{s:g}_d{dim}", two_minima(s), dim, (0.0,) * dim, 0.0, -5.0, 5.0)
     if name not in SURFACES:
         raise ValueError(f"unknown surface {name!r}; choose one of: {', '.join([*SURFACES, 'two_minima'])}")
