@@ -27,6 +27,7 @@ def unknown_experiment(argv: list[str]) -> str | None:
 @hydra.main(version_base=None, config_path="../../conf/toy", config_name="config")
 def _run(cfg: DictConfig) -> None:
     experiment = OmegaConf.to_container(cfg.experiment, resolve=True)
+    experiment["workers"] = cfg.workers
     out, figures = Path(cfg.output_dir), Path(cfg.figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .runs import LABELS, run, uniform_starts  # noqa: E402
+from .runs import LABELS, RunSpec, run, run_many, uniform_starts  # noqa: E402
 from .sharpness import hessian_top_eigenvalue  # noqa: E402
 from .surfaces import Surface, surface  # noqa: E402
 
@@ -37,27 +37,31 @@ def _label(name: str, hyper: dict) -> str:
 
 def final_loss_and_sharpness(cfg: dict, out: Path) -> pd.DataFrame:
     """Tables 1 and 5: mean final loss and sharpness over seeds, per surface and optimizer setting."""
-    rows = []
+    cases, specs = [], []
     for surface_name in cfg["surfaces"]:
-        f = surface(surface_name)
-        starts = uniform_starts(f, cfg["seeds"], seed=cfg["start_seed"])
+        starts = uniform_starts(surface(surface_name), cfg["seeds"], seed=cfg["start_seed"])
         for setting in cfg["settings"]:
             hyper = _hyper(setting["hyper"])
-            runs = run(f, setting["optimizer"], hyper, starts, cfg["steps"], cfg.get("lr_drop_step"))
-            sharpness = hessian_top_eigenvalue(f.fn, runs.final)
-            rows.append(
-                dict(
-                    surface=surface_name,
-                    optimizer=LABELS[setting["optimizer"]],
-                    C=hyper.get("topC"),
-                    decay=hyper.get("decay"),
-                    loss=float(runs.losses[-1].mean()),
-                    loss_std=float(runs.losses[-1].std()),
-                    sharpness=float(sharpness.mean()),
-                    sharpness_std=float(sharpness.std()),
-                    runs=len(starts),
-                )
+            cases.append((surface_name, setting["optimizer"], hyper))
+            specs.append(
+                RunSpec(surface_name, setting["optimizer"], hyper, starts, cfg["steps"], cfg.get("lr_drop_step"))
             )
+    rows = []
+    for (surface_name, optimizer, hyper), runs in zip(cases, run_many(specs, cfg.get("workers", 1))):
+        sharpness = hessian_top_eigenvalue(surface(surface_name).fn, runs.final)
+        rows.append(
+            dict(
+                surface=surface_name,
+                optimizer=LABELS[optimizer],
+                C=hyper.get("topC"),
+                decay=hyper.get("decay"),
+                loss=float(runs.losses[-1].mean()),
+                loss_std=float(runs.losses[-1].std()),
+                sharpness=float(sharpness.mean()),
+                sharpness_std=float(sharpness.std()),
+                runs=len(runs.final),
+            )
+        )
     frame = pd.DataFrame(rows)
     frame.to_csv(out / f"{cfg['name']}.csv", index=False, float_format="%.6g")
     return frame
@@ -110,20 +114,17 @@ def escapes(final: torch.Tensor) -> torch.Tensor:
 
 def escape_ratio(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
     """Figures 6 and 7: share of runs from uniform starts in [-5, 5]^D that end at the flat minimum."""
-    rows = []
+    cases, specs = [], []
     for s in cfg["sharpness"]:
-        f = surface("two_minima", s=s, dim=cfg["dim"])
-        starts = uniform_starts(f, cfg["runs"], seed=cfg["start_seed"])
+        starts = uniform_starts(surface("two_minima", s=s, dim=cfg["dim"]), cfg["runs"], seed=cfg["start_seed"])
         for setting in cfg["settings"]:
             hyper = _hyper(setting["hyper"])
-            final = run(f, setting["optimizer"], hyper, starts, cfg["steps"]).final
-            rows.append(
-                dict(
-                    s=s,
-                    optimizer=_label(setting["optimizer"], hyper),
-                    escape_ratio=float(escapes(final).double().mean()),
-                )
-            )
+            cases.append((s, _label(setting["optimizer"], hyper)))
+            specs.append(RunSpec("two_minima", setting["optimizer"], hyper, starts, cfg["steps"], s=s, dim=cfg["dim"]))
+    rows = [
+        dict(s=s, optimizer=label, escape_ratio=float(escapes(runs.final).double().mean()))
+        for (s, label), runs in zip(cases, run_many(specs, cfg.get("workers", 1)))
+    ]
     frame = pd.DataFrame(rows)
     frame.to_csv(out / f"{cfg['name']}.csv", index=False, float_format="%.6g")
     figure, axis = plt.subplots(figsize=(6, 4))

@@ -9,13 +9,16 @@ gradient norm of one model, so runs must not share a SAM optimizer).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..optim import SAM, create_optimizer
-from .surfaces import Surface
+from .surfaces import Surface, surface
 
 # The paper's names (Table 1, Figures) for the factory's optimizer names.
 LABELS = {
@@ -89,3 +92,35 @@ def uniform_starts(surface: Surface, runs: int, seed: int) -> Tensor:
     generator = torch.Generator().manual_seed(seed)
     unit = torch.rand(runs, surface.dim, generator=generator, dtype=torch.float64)
     return surface.low + (surface.high - surface.low) * unit
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One batch of runs, described by names and numbers so that it can travel to a worker process."""
+
+    surface: str
+    optimizer: str
+    hyper: dict
+    starts: Tensor
+    steps: int
+    lr_drop_step: int | None = None
+    s: float | None = None  # two_minima only
+    dim: int | None = None  # two_minima only
+
+    def execute(self) -> Trajectories:
+        torch.set_num_threads(1)  # the work is tiny tensors: processes, not threads, use the cores
+        f = surface(self.surface, s=self.s, dim=self.dim) if self.surface == "two_minima" else surface(self.surface)
+        return run(f, self.optimizer, self.hyper, self.starts, self.steps, self.lr_drop_step)
+
+
+def run_many(specs: list[RunSpec], workers: int | None = 1) -> list[Trajectories]:
+    """Execute ``specs`` in order, spread over ``workers`` processes (``None``: one per CPU core).
+
+    Every run is deterministic on its own, so the results do not depend on ``workers``.
+    """
+    workers = min(len(specs), workers or os.cpu_count() or 1)
+    if workers <= 1:
+        return [spec.execute() for spec in specs]
+    # spawn, not fork: a forked child of a process that already ran OpenMP threads can hang.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(RunSpec.execute, specs))
