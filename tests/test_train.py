@@ -292,3 +292,9 @@ def test_one_epoch_through_the_real_on_disk_format(dataset, tmp_path):
     assert result["status"] == "done" and result["epochs_completed"] == 1
     if dataset == "cifar100":
         assert set(result["test"]) == {"test_loss", "test_accuracy"}
+
+
+def test_bad_dataset_value_is_a_config_error_before_reading_data(tmp_path):
+    cfg = compose_run(["dataset=cifar10", "dataset.augment=maybe", f"paths.data_dir={tmp_path / 'none'}"], tmp_path)
+    with pytest.raises(ConfigError, match="invalid dataset.augment: 'maybe' \\(must be true or false\\)"):
+        train(cfg, tmp_path)

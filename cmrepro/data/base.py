@@ -68,9 +68,9 @@ def get_int(cfg: Mapping, key: str, default: int | None = None, *, minimum: int 
     """``cfg[key]`` (or ``default``) as an int of at least ``minimum``."""
     value = cfg.get(key, default)
     if value is None:
-        raise ValueError(f"dataset.{key} must be set for dataset {cfg.get('name')!r}")
+        raise ValueError(f"invalid dataset.{key}: None (must be set for dataset {cfg.get('name')!r})")
     if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"dataset.{key} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"invalid dataset.{key}: {value!r} (must be an integer >= {minimum})")
     return int(value)
 
 
@@ -78,7 +78,7 @@ def get_bool(cfg: Mapping, key: str, default: bool) -> bool:
     """``cfg[key]`` (or ``default``) as a bool; strings like "true" are refused, not guessed."""
     value = cfg.get(key, default)
     if not isinstance(value, bool):
-        raise ValueError(f"dataset.{key} must be true or false, got {value!r}")
+        raise ValueError(f"invalid dataset.{key}: {value!r} (must be true or false)")
     return value
 
 
