@@ -21,7 +21,8 @@ lint:
 	$(PY) -m ruff check cmrepro tests scripts
 	$(PY) -m ruff format --check cmrepro tests scripts
 
-TOY_EXPERIMENTS := table1 table5 figure3 figure4 figure16 figure5 figure6 figure7_left figure7_right
+TOY_EXPERIMENTS := table1 table5 figure1 figure13 figure14 figure3 figure4 figure16 figure5 figure17 figure18 \
+	figure6 figure7_left figure7_right
 
 # Every toy experiment of Sections 3.2 and 4: CSVs in results/toy, PNGs in
 # results/figures, and results/toy/README.md beside the paper's numbers.

@@ -96,6 +96,54 @@ def loss_curves(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
     return frame
 
 
+def start_trajectories(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
+    """Figures 1, 13 and 14: trajectories from several initial points, one panel per start."""
+    f = surface(cfg["surface"])
+    starts = uniform_starts(f, cfg["starts"], seed=cfg["start_seed"])
+    specs = [
+        RunSpec(
+            cfg["surface"],
+            setting["optimizer"],
+            _hyper(setting["hyper"]),
+            starts,
+            cfg["steps"],
+            cfg.get("lr_drop_step"),
+        )
+        for setting in cfg["settings"]
+    ]
+    results = run_many(specs, cfg.get("workers", 1))
+    labels = [LABELS[setting["optimizer"]] for setting in cfg["settings"]]
+    rows = [
+        dict(
+            start=i,
+            optimizer=label,
+            x0=float(starts[i, 0]),
+            y0=float(starts[i, 1]),
+            x=float(runs.final[i, 0]),
+            y=float(runs.final[i, 1]),
+            loss=float(runs.losses[-1, i]),
+        )
+        for label, runs in zip(labels, results)
+        for i in range(len(starts))
+    ]
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / f"{cfg['name']}.csv", index=False, float_format="%.6g")
+    figure, axes = plt.subplots(1, len(starts), figsize=(4.2 * len(starts), 4), squeeze=False)
+    for i, axis in enumerate(axes[0]):
+        paths = {label: runs.points[:, i].numpy() for label, runs in zip(labels, results)}
+        _contour(axis, f, list(paths.values()))
+        for label, path in paths.items():
+            axis.plot(path[:, 0], path[:, 1], label=label, linewidth=1)
+        axis.plot(*starts[i].numpy(), "ks")
+        axis.plot(*f.minimum, "kD")
+        axis.set(title=f"start {i}")
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(figures / f"{cfg['name']}.png", dpi=100)
+    plt.close(figure)
+    return frame
+
+
 def _contour(axis, f: Surface, paths=(), points: int = 200) -> None:
     """Filled contours over the surface's box, widened to hold every path."""
     low = min([f.low, *(float(p.min()) for p in paths)])
@@ -149,8 +197,9 @@ def one_d_trajectories(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
         f = surface("two_minima", s=s, dim=1)
         starts = torch.tensor(cfg["starts"], dtype=torch.float64)[:, None]
         for k, setting in enumerate(settings):
-            label = LABELS[setting["optimizer"]]
-            runs = run(f, setting["optimizer"], _hyper(setting["hyper"]), starts, cfg["steps"])
+            hyper = _hyper(setting["hyper"])
+            label = _label(setting["optimizer"], hyper)
+            runs = run(f, setting["optimizer"], hyper, starts, cfg["steps"])
             escaped = escapes(runs.final)
             for i, x0 in enumerate(cfg["starts"]):
                 rows.append(dict(s=s, optimizer=label, x0=x0, final=float(runs.final[i, 0]), escaped=bool(escaped[i])))
@@ -182,6 +231,7 @@ def convergence_rates(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
 
 
 KINDS = {
+    "start_trajectories": start_trajectories,
     "final_loss_and_sharpness": lambda cfg, out, figures: final_loss_and_sharpness(cfg, out),
     "loss_curves": loss_curves,
     "escape_ratio": escape_ratio,
