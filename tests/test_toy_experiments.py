@@ -23,8 +23,8 @@ def _reduced(name: str) -> dict:
     for key, value in REDUCE.items():
         if key in cfg and cfg[key] is not None:
             cfg[key] = value
-    if "starts" in cfg:
-        cfg["starts"] = cfg["starts"][:2]
+    if "starts" in cfg:  # a list of 1-D starts, or a number of random 2-D starts
+        cfg["starts"] = cfg["starts"][:2] if isinstance(cfg["starts"], list) else 2
     return cfg
 
 
