@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from helpers import make_params, set_grads
@@ -128,3 +130,79 @@ def test_sgd_cg_skips_key_decay_when_decay_is_zero():
     set_grads(params, 0)
     opt.step()
     assert float(opt.state[params[0]]["keys"].abs().max()) == 0.0
+
+
+# Many groups with equal hyperparameters: stepped as one fused bucket whose
+# rows decide separately; each group keeps its own key (sum of its own norms).
+FUSED_SHAPES = [(3, 2), (4,)] * 6
+
+
+def _fused_run(variant, skip, with_diagnostics=False):
+    cls, hyper = HYPER[variant]
+    params = make_params(shapes=FUSED_SHAPES)
+    groups = [dict(params=params[i : i + 2], **hyper[0]) for i in range(0, len(params), 2)]
+    opt = cls(groups)
+    trajectory = []
+    for t in range(STEPS):
+        set_grads(params, t, skip=skip(t))
+        opt.step()
+        if with_diagnostics and t % 50 == 7:
+            opt.diagnostics()  # unpacks the fused bucket; the next step packs it again
+        trajectory.append(torch.cat([p.detach().reshape(-1) for p in params]).clone())
+    return trajectory, opt
+
+
+def _fused_oracle(variant, skip):
+    _, hyper = HYPER[variant]
+    params = make_params(shapes=FUSED_SHAPES)
+    oracle = Oracle(variant, [dict(params=params[i : i + 2], **hyper[0]) for i in range(0, len(params), 2)])
+    return _run(oracle.step, params, skip)
+
+
+def _late_and_skipping(t: int) -> set[int]:
+    return {5} if t < 3 or t % 7 == 0 else set()
+
+
+@pytest.mark.parametrize("variant", sorted(HYPER))
+@pytest.mark.parametrize("skip", [never, _late_and_skipping], ids=["all-grads", "some-grads-none"])
+def test_fused_param_groups_match_the_oracle(variant, skip, mode):
+    ours, opt = _fused_run(variant, skip, with_diagnostics=True)
+    assert _max_gap(ours, _fused_oracle(variant, skip)) < 1e-10
+    buckets = {id(b): b for g in opt.param_groups for b in opt._group_buckets(g).values()}
+    if skip is never:
+        assert len(buckets) == 1 and next(iter(buckets.values())).fused is not None
+
+
+def test_fused_groups_resume_bitwise():
+    cls, hyper = HYPER["adam_cm"]
+
+    def build(params):
+        return cls([dict(params=params[i : i + 2], **hyper[0]) for i in range(0, len(params), 2)])
+
+    straight = make_params(shapes=FUSED_SHAPES, dtype=torch.float32)
+    opt = build(straight)
+    for t in range(30):
+        set_grads(straight, t)
+        opt.step()
+    resumed = make_params(shapes=FUSED_SHAPES, dtype=torch.float32)
+    opt = build(resumed)
+    for t in range(15):
+        set_grads(resumed, t)
+        opt.step()
+    state = copy.deepcopy(opt.state_dict())
+    opt = build(resumed)
+    opt.load_state_dict(state)
+    for t in range(15, 30):
+        set_grads(resumed, t)
+        opt.step()
+    for a, b in zip(straight, resumed):
+        assert torch.equal(a, b)
+
+
+def test_large_groups_are_not_fused():
+    params = [torch.zeros(300, 300, requires_grad=True) for _ in range(2)]
+    opt = AdamCM([dict(params=[p]) for p in params])
+    for t in range(3):
+        set_grads(params, t)
+        opt.step()
+    assert all(b.fused is None for g in opt.param_groups for b in opt._group_buckets(g).values())

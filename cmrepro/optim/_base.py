@@ -21,6 +21,10 @@ from torch.optim import Optimizer
 from ._state import BUFFER_ENTRIES, FlatBucket, bucket_key
 from .buffer import CriticalBuffer, buffer_gram, buffer_statistics, priority_key
 
+# Only groups up to this size are fused: for them the per-group overhead of a
+# step dominates; larger groups keep the one-slot write of their own bucket.
+FUSE_MAX_ELEMENTS = 1 << 16
+
 
 @dataclass
 class RuleState:
@@ -83,8 +87,13 @@ class CriticalOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        fused = self._fused_sets()
+        for groups, bucket in fused:
+            self._step_fused(groups, bucket)
+        done = {id(group) for groups, _ in fused for group in groups}
         for group in self.param_groups:
-            self._step_group(group)
+            if id(group) not in done:
+                self._step_group(group)
         return loss
 
     def _step_group(self, group: dict) -> None:
@@ -158,6 +167,76 @@ class CriticalOptimizer(Optimizer):
     def _needs_theta(self, group: dict) -> bool:
         return not self.decoupled_weight_decay and group["weight_decay"] != 0
 
+    # ---- many small param groups as one bucket ---------------------------------------------
+    # An optimizer with many param groups of equal hyperparameters (say, one
+    # group per independent run of a toy problem) would spend most of a step in
+    # per-group Python overhead. Such groups are packed into one bucket whose
+    # rows keep their own keys, counts and decisions; each group still gets
+    # its own priority key (the sum over *its* parameters' gradient norms).
+
+    def _fused_sets(self) -> list[tuple[list[dict], FlatBucket]]:
+        """Groups to step as one bucket, packing them on first use."""
+        by_signature: dict[tuple, list[dict]] = {}
+        for group in self.param_groups:
+            signature = self._fusion_signature(group)
+            if signature is not None:
+                by_signature.setdefault(signature, []).append(group)
+        sets = []
+        for groups in by_signature.values():
+            buckets = {id(b): b for g in groups for b in self._group_buckets(g).values()}
+            if len(buckets) == 1 and next(iter(buckets.values())).fused == tuple(map(id, groups)):
+                sets.append((groups, next(iter(buckets.values()))))
+            elif len(groups) > 1 and all(b.fused is None for b in buckets.values()):
+                sets.append((groups, self._fuse(groups)))
+        return sets
+
+    def _fusion_signature(self, group: dict) -> tuple | None:
+        """Hyperparameters, device, dtype and step of a group that can join a fused bucket, else None."""
+        params = group["params"]
+        if not group["foreach"] or not params or any(p.grad is None or p.grad.is_sparse for p in params):
+            return None
+        buckets = list(self._group_buckets(group).values())
+        if len(buckets) != 1 or not all(self.state.get(p) for p in params):
+            return None
+        bucket = buckets[0]
+        if bucket.fused is None and not (bucket.flattenable and len(bucket.params) == len(params)):
+            return None
+        if sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
+            return None  # large groups run large kernels already; per-coordinate gathers would only cost
+        hyper = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"))
+        return (hyper, *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
+
+    def _fuse(self, groups: list[dict]) -> FlatBucket:
+        params = [p for g in groups for p in g["params"]]
+        steps = [b.host_steps[b.index(p)] for g in groups for b in self._group_buckets(g).values() for p in g["params"]]
+        bucket = self._pack(groups[0], params, steps)
+        rows = [i for i, g in enumerate(groups) for _ in g["params"]]
+        bucket.fuse(tuple(map(id, groups)), rows)
+        for group in groups:
+            self._group_buckets(group).clear()
+            self._group_buckets(group)[bucket_key(params[0])] = bucket
+        return bucket
+
+    def _step_fused(self, groups: list[dict], bucket: FlatBucket) -> None:
+        """One step of every group of a fused bucket: per-row decisions, one set of kernels."""
+        group = groups[0]  # every group has these hyperparameters
+        grads = [p.grad for p in bucket.params]
+        dtype = _key_dtype(group)
+        norms = torch.stack([n.to(dtype) for n in torch._foreach_norm(grads)])
+        group_keys = torch.zeros(len(groups), dtype=dtype, device=bucket.device).index_add_(
+            0, bucket.group_of_row, norms
+        )
+        keys = group_keys[bucket.group_of_row]
+        buffer = bucket.critical_buffer()
+        buffer.rows = bucket.row_of_element
+        self._begin(bucket.step, buffer, keys)
+        flat = [p.view(-1) for p in bucket.params]
+        grad = torch.cat([g.reshape(-1) for g in grads])
+        theta = torch.cat(flat) if self._needs_theta(group) else None
+        self._move(group, RuleState(bucket.step, bucket.moments, buffer), flat, grad, theta, first=False)
+        self._finish(group, buffer, keys)
+        bucket.count_step()
+
     # ---- state creation ---------------------------------------------------------------
     def _buckets_for(self, group: dict, params: list[Tensor]) -> Iterator[tuple[FlatBucket, list[Tensor], set[int]]]:
         """Yield ``(bucket, its stepping params, ids of those stepping for the first time)``.
@@ -166,6 +245,9 @@ class CriticalOptimizer(Optimizer):
         """
         buckets = self._group_buckets(group)
         new_params = [p for p in params if not self.state.get(p)]
+        if new_params and any(b.fused is not None for b in buckets.values()):
+            self._rebuild_buckets()  # unfuse before a fused group grows
+            buckets = self._group_buckets(group)
         for where in dict.fromkeys(bucket_key(p) for p in new_params):
             joining = [p for p in new_params if bucket_key(p) == where]
             old = buckets.get(where)
@@ -275,6 +357,8 @@ class CriticalOptimizer(Optimizer):
         the group's number of coordinates. Empty when no state exists yet.
         Never called by ``step()``: it costs one ``C x C`` Gram matrix per bucket.
         """
+        if any(b.fused is not None for g in self.param_groups for b in self._group_buckets(g).values()):
+            self._rebuild_buckets()  # statistics are per group; the next step fuses again
         per_group, weights = [], []
         sizes, inserted = [], []
         for group in self.param_groups:

@@ -113,6 +113,10 @@ class FlatBucket:
         self.lockstep = True
         self.contiguous = all(p.is_contiguous() for p in self.params)
         self.chunks = plan_chunks(self.sizes, CPU_CHUNK_ELEMENTS if device.type == "cpu" else n)
+        # Set by fuse() when the bucket holds several param groups.
+        self.fused: tuple[int, ...] | None = None
+        self.group_of_row: Tensor | None = None
+        self.row_of_element: Tensor | None = None
         self._chunk_views: list[ChunkViews] | None = None
 
     @property
@@ -123,6 +127,14 @@ class FlatBucket:
     @property
     def device(self) -> torch.device:
         return self.total.device
+
+    def fuse(self, group_ids: tuple[int, ...], group_of_row: list[int]) -> None:
+        """Mark the bucket as holding several param groups: rows decide separately."""
+        device = self.device
+        self.fused = group_ids
+        self.group_of_row = torch.tensor(group_of_row, dtype=torch.int64, device=device)
+        sizes = torch.tensor(self.sizes, dtype=torch.int64, device=device)
+        self.row_of_element = torch.repeat_interleave(torch.arange(len(self.params), device=device), sizes)
 
     def index(self, param: Tensor) -> int:
         return self._indices[id(param)]

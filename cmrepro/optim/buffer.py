@@ -76,6 +76,9 @@ class CriticalBuffer:
     count: Tensor  # (...), int64, number of stored elements
     insertions: Tensor  # (...), int64, insertions since the last diagnostics read
     decision: Decision | None = None
+    # Row of keys/count for each flat coordinate, when rows make different
+    # decisions (param groups fused into one bucket); None: rows share history.
+    rows: Tensor | None = None
 
     @property
     def capacity(self) -> int:
@@ -96,7 +99,7 @@ class CriticalBuffer:
         full = self.count >= self.capacity
         insert = (~full) | (key > min_key)
         decision = Decision(torch.where(full, min_slot, self.count), insert)
-        if self.keys.device.type == "cpu" and READ_CPU_DECISIONS_ON_HOST:
+        if self.rows is None and self.keys.device.type == "cpu" and READ_CPU_DECISIONS_ON_HOST:
             decision.host = (int(decision.slot.reshape(-1)[0]), bool(decision.insert.reshape(-1)[0]))
         return decision
 
@@ -106,6 +109,8 @@ class CriticalBuffer:
         The mean is over the elements stored now (official: divide by ``n``,
         not ``C``), read before this step's insertion.
         """
+        if self.rows is not None:
+            return torch.addcdiv(value, self.total, self.count.to(self.total.dtype)[self.rows])
         n = self.count.reshape(-1)[0].to(self.total.dtype)
         return torch.addcdiv(value, self.total, n)
 
@@ -116,6 +121,9 @@ class CriticalBuffer:
         """
         if self.decision.host is not None:
             self._offer_on_host_(value)
+            return
+        if self.rows is not None:
+            self._offer_per_row_(value)
             return
         slot = self.decision.slot.reshape(-1)[:1]
         old = self.buffer.index_select(0, slot).squeeze(0)
@@ -137,12 +145,23 @@ class CriticalBuffer:
         self.total.add_(new.to(self.total.dtype) - row.to(self.total.dtype))
         row.copy_(new)
 
+    def _offer_per_row_(self, value: Tensor) -> None:
+        """:meth:`offer_` where each row has its own slot: gather and scatter per coordinate."""
+        slot = self.decision.slot[self.rows].unsqueeze(0)
+        old = self.buffer.gather(0, slot).squeeze(0)
+        new = torch.where(self.decision.insert[self.rows], value.to(self.buffer.dtype), old)
+        self.buffer.scatter_(0, slot, new.unsqueeze(0))
+        self.total.add_(new.to(self.total.dtype).sub_(old.to(self.total.dtype)))
+
     def commit_(self, key: Tensor) -> None:
-        """Record the decided insertion in keys and counters."""
+        """Record the decided insertion in keys and counters; ``key`` is one per row or shared."""
         slot, insert = self.decision.slot, self.decision.insert
         index = slot.unsqueeze(-1)
         current = self.keys.gather(-1, index)
-        self.keys.scatter_(-1, index, torch.where(insert.unsqueeze(-1), key.to(self.keys.dtype), current))
+        key = key.to(self.keys.dtype)
+        if key.dim():  # one key per row
+            key = key.unsqueeze(-1)
+        self.keys.scatter_(-1, index, torch.where(insert.unsqueeze(-1), key, current))
         self.count.add_(insert).clamp_(max=self.capacity)
         self.insertions.add_(insert)
 

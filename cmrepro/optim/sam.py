@@ -53,6 +53,10 @@ class SAM(Optimizer):
             statistics are updated by the user's forward pass at ``theta`` only:
             the perturbed forward pass inside :meth:`step` leaves them unchanged.
             Without it they are updated by both passes.
+        group_norm: normalise each param group's perturbation by the norm of
+            that group's gradient, as if every group were a separate model
+            (independent runs batched in one optimizer); default: one norm
+            over all groups (Foret et al.).
         **kwargs: hyperparameters of the base optimizer.
 
     The param groups are the base optimizer's own, so learning-rate schedulers
@@ -67,9 +71,11 @@ class SAM(Optimizer):
         rho: float = 0.05,
         *,
         model: nn.Module | None = None,
+        group_norm: bool = False,
         **kwargs,
     ) -> None:
         check_positive("rho", rho)
+        self.group_norm = group_norm
         super().__init__(params, dict(rho=rho, **kwargs))
         self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
         # Share groups and state with the base optimizer: schedulers, zero_grad
@@ -113,13 +119,17 @@ class SAM(Optimizer):
             return [], []
         device = grads[0].device
         dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
-        norms = torch._foreach_norm(grads)
-        grad_norm = torch.linalg.vector_norm(torch.stack([n.to(device, dtype) for n in norms]))
+
+        def norm_of(tensors: list[Tensor]) -> Tensor:
+            return torch.linalg.vector_norm(torch.stack([n.to(device, dtype) for n in torch._foreach_norm(tensors)]))
+
+        grad_norm = None if self.group_norm else norm_of(grads)
         params, perturbation = [], []
         for group, ps in zip(self.param_groups, groups):
             if not ps:
                 continue
-            scale = group["rho"] / (grad_norm + 1e-12)
+            norm = norm_of([p.grad for p in ps]) if self.group_norm else grad_norm
+            scale = group["rho"] / (norm + 1e-12)
             steps = [p.grad * scale.to(p.device, p.dtype) for p in ps]
             torch._foreach_add_(ps, steps)
             params += ps

@@ -1,10 +1,10 @@
 """Run the real ``cmrepro.optim`` optimizers on a toy surface from many initial points.
 
-Each run is its own optimizer on its own parameter, so it keeps its own
-buffer and priority key, as a single training run would; one backward pass
-computes the gradients of all runs at once. SAM variants take their second
-gradient through the optimizer's closure, per run (SAM normalises by the
-gradient norm of one model, so runs must not share a SAM optimizer).
+Each run is a param group of one optimizer, so it keeps its own buffer and
+priority key, as a single training run would; groups with equal
+hyperparameters are stepped together (``CriticalOptimizer`` fuses them), and
+one backward pass computes the gradients of all runs. SAM variants normalise
+each run's perturbation by that run's gradient (``group_norm=True``).
 """
 
 from __future__ import annotations
@@ -52,19 +52,18 @@ def run(
     """``steps`` optimizer steps from each row of ``starts`` ``[runs, dim]``; the learning rate is
     multiplied by ``lr_drop_factor`` after ``lr_drop_step`` steps (the paper's step 250 of 500)."""
     params = [start.detach().clone().to(torch.float64).requires_grad_() for start in starts]
-    optimizers = [create_optimizer(optimizer, [p], **hyper) for p in params]
+    extra = {"group_norm": True} if "_sam" in optimizer else {}
+    opt = create_optimizer(optimizer, [{"params": [p]} for p in params], **hyper, **extra)
     points, losses = [torch.stack([p.detach() for p in params])], []
     for step in range(steps):
         if step == lr_drop_step:
-            for opt in optimizers:
-                for group in opt.param_groups:
-                    group["lr"] *= lr_drop_factor
+            for group in opt.param_groups:
+                group["lr"] *= lr_drop_factor
         losses.append(_backward_all(surface, params))
-        for p, opt in zip(params, optimizers):
-            if isinstance(opt, SAM):
-                opt.step(lambda p=p, opt=opt: _backward_one(surface, p, opt))
-            else:
-                opt.step()
+        if isinstance(opt, SAM):
+            opt.step(lambda: _backward_all(surface, params))
+        else:
+            opt.step()
         points.append(torch.stack([p.detach() for p in params]))
     with torch.no_grad():
         losses.append(surface(points[-1]))
@@ -78,13 +77,6 @@ def _backward_all(surface: Surface, params: list[Tensor]) -> Tensor:
     values = surface(torch.stack(params))
     values.sum().backward()
     return values.detach()
-
-
-def _backward_one(surface: Surface, p: Tensor, opt) -> Tensor:
-    opt.zero_grad()
-    value = surface(p)
-    value.backward()
-    return value.detach()
 
 
 def uniform_starts(surface: Surface, runs: int, seed: int) -> Tensor:
