@@ -204,7 +204,12 @@ class CriticalOptimizer(Optimizer):
         if sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
             return None  # large groups run large kernels already; per-coordinate gathers would only cost
         hyper = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"))
-        return (hyper, *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
+        signature = (hyper, *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
+        try:
+            hash(signature)
+        except TypeError:  # a group value we cannot compare (say, a nested list): keep the group on its own
+            return None
+        return signature
 
     def _fuse(self, groups: list[dict]) -> FlatBucket:
         params = [p for g in groups for p in g["params"]]
