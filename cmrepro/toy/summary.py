@@ -169,7 +169,8 @@ def write_summary(out: Path, figures: Path) -> None:
             "lie far above the function's global minimum (-3.13) with sharpness near 1.5, and its Levy losses "
             "(12.5-14.4) with sharpness 62-66 are far from anything our runs reach from [-10, 10]^2. The paper does "
             "not state its initial points (nor, for Levy, its hyperparameters: we use Table 11's GP column), and we "
-            "found no choice that reproduces its scale; compare the orderings, not the values.",
+            "have not found a choice that reproduces its scale (only the standard search boxes were tried); compare "
+            "the orderings, not the values.",
         ]
     for name, title in tables:
         parts += ["", f"## {title}", "", _table(_read(out, name), name)]
