@@ -100,7 +100,6 @@ class RunSpec:
     dim: int | None = None  # two_minima only
 
     def execute(self) -> Trajectories:
-        torch.set_num_threads(1)  # the work is tiny tensors: processes, not threads, use the cores
         f = surface(self.surface, s=self.s, dim=self.dim) if self.surface == "two_minima" else surface(self.surface)
         return run(f, self.optimizer, self.hyper, self.starts, self.steps, self.lr_drop_step)
 
@@ -114,5 +113,7 @@ def run_many(specs: list[RunSpec], workers: int | None = 1) -> list[Trajectories
     if workers <= 1:
         return [spec.execute() for spec in specs]
     # spawn, not fork: a forked child of a process that already ran OpenMP threads can hang.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # The work is tiny tensors: processes, not threads, use the cores.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         return list(pool.map(RunSpec.execute, specs))
