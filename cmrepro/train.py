@@ -16,25 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .cli import exit_on_unknown_option
 from .data import DataError
 from .training import CheckpointError, ConfigError, check_config, train
 from .training.records import RunRecords
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
-
-
-def unknown_option(overrides: list[str]) -> str | None:
-    """A one-line complaint about a ``group=option`` naming no config file, else None."""
-    for override in overrides:
-        group, sep, option = override.partition("=")
-        group = group.lstrip("+~")
-        if not sep or group not in GROUPS or "," in option:
-            continue
-        options = sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
-        if option not in options:
-            return f"unknown {group} {option!r}; choose one of: {', '.join(options)}"
-    return None
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
@@ -56,10 +44,7 @@ def _run(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    problem = unknown_option([arg for arg in sys.argv[1:] if not arg.startswith("-")])
-    if problem:
-        print(f"cmrepro.train: {problem}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_unknown_option("cmrepro.train", CONF_DIR, GROUPS)
     _run()
 
 

@@ -9,19 +9,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from ..cli import exit_on_unknown_option
 from .experiments import KINDS
 from .summary import write_summary
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "toy"
-
-
-def unknown_experiment(argv: list[str]) -> str | None:
-    names = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key == "experiment" and value not in names:
-            return f"unknown experiment {value!r}; choose one of: {', '.join(names)}"
-    return None
 
 
 @hydra.main(version_base=None, config_path="../../conf/toy", config_name="config")
@@ -38,10 +30,7 @@ def _run(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    problem = unknown_experiment(sys.argv[1:])
-    if problem:
-        print(f"cmrepro.toy: {problem}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_unknown_option("cmrepro.toy", CONF_DIR, ["experiment"])
     _run()
 
 

@@ -1,0 +1,33 @@
+"""What the command-line entry points share: a one-line complaint about an unknown config option."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def unknown_option(argv: list[str], conf_dir: Path, groups: Iterable[str]) -> str | None:
+    """The first ``group=option`` in ``argv`` naming no ``conf_dir/group/option.yaml``, as one line; else None.
+
+    Hydra's own message spans several lines; this one lists the valid options on one.
+    Flags and sweeps (``a,b``) are left to Hydra.
+    """
+    groups = set(groups)
+    for argument in argv:
+        group, sep, option = argument.partition("=")
+        group = group.lstrip("+~")
+        if argument.startswith("-") or not sep or group not in groups or "," in option:
+            continue
+        options = sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
+        if option not in options:
+            return f"unknown {group} {option!r}; choose one of: {', '.join(options)}"
+    return None
+
+
+def exit_on_unknown_option(program: str, conf_dir: Path, groups: Iterable[str]) -> None:
+    """Exit with code 2 and one line when the command line names an unknown option."""
+    problem = unknown_option(sys.argv[1:], conf_dir, groups)
+    if problem:
+        print(f"{program}: {problem}", file=sys.stderr)
+        sys.exit(2)
