@@ -1,8 +1,10 @@
-"""Toy experiments of Sections 3.2 and 4: surfaces, runs of the real optimizers, sharpness, convergence rates.
+"""Toy experiments of Sections 3.2 and 4, with the real ``cmrepro.optim`` optimizers.
 
-Built so far: the surfaces (:mod:`.surfaces`), exact-Hessian sharpness
-(:mod:`.sharpness`), batched runs of ``cmrepro.optim`` optimizers
-(:mod:`.runs`) and the convergence-rate analysis of Figure 3
-(:mod:`.convergence`). The experiment entry point (``python -m cmrepro.toy``)
-comes next.
+- :mod:`.surfaces`: the loss surfaces (eqs. 9, 11-14), batched torch functions;
+- :mod:`.sharpness`: largest eigenvalue of the exact Hessian;
+- :mod:`.runs`: many runs of one optimizer setting, one param group per run;
+- :mod:`.convergence`: the worst-case rates of Section 3.2 (Figure 3);
+- :mod:`.experiments`: one function per experiment kind, writing CSV and PNG;
+- :mod:`.summary`: results/toy/README.md, our tables beside the paper's;
+- ``python -m cmrepro.toy experiment=<name>`` (:mod:`.__main__`) runs one experiment.
 """
