@@ -193,7 +193,10 @@ class CriticalOptimizer(Optimizer):
     def _fusion_signature(self, group: dict) -> tuple | None:
         """Hyperparameters, device, dtype and step of a group that can join a fused bucket, else None."""
         params = group["params"]
-        if not group["foreach"] or not params or any(p.grad is None or p.grad.is_sparse for p in params):
+        # Cheapest checks first: this runs for every group on every step.
+        if not group["foreach"] or not params or sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
+            return None  # large groups run large kernels already; per-coordinate gathers would only cost
+        if any(p.grad is None or p.grad.is_sparse for p in params):
             return None
         buckets = list(self._group_buckets(group).values())
         if len(buckets) != 1 or not all(self.state.get(p) for p in params):
@@ -201,8 +204,6 @@ class CriticalOptimizer(Optimizer):
         bucket = buckets[0]
         if bucket.fused is None and not (bucket.flattenable and len(bucket.params) == len(params)):
             return None
-        if sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
-            return None  # large groups run large kernels already; per-coordinate gathers would only cost
         hyper = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"))
         signature = (hyper, *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
         try:

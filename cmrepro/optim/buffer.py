@@ -14,7 +14,7 @@ synchronisation and be captured in a CUDA graph.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 import torch
@@ -66,8 +66,8 @@ class CriticalBuffer:
     computed for all rows at once and the first row's decision moves the data.
 
     A step is: :meth:`decide` (from the keys, once), :meth:`aggregate` and
-    :meth:`offer_` (elementwise, possibly chunk by chunk on :meth:`narrow`
-    views), then :meth:`commit_` (keys and counters, once) and :meth:`decay_`.
+    :meth:`offer_` (elementwise, possibly chunk by chunk on column views of
+    the same storage), then :meth:`commit_` (keys and counters, once) and :meth:`decay_`.
     """
 
     buffer: Tensor  # (C, *shape), stored elements, in the buffer dtype
@@ -83,10 +83,6 @@ class CriticalBuffer:
     @property
     def capacity(self) -> int:
         return self.buffer.shape[0]
-
-    def narrow(self, start: int, stop: int) -> CriticalBuffer:
-        """The same buffer restricted to flat coordinates ``[start, stop)``."""
-        return replace(self, buffer=self.buffer[:, start:stop], total=self.total[start:stop])
 
     def decide(self, key: Tensor) -> Decision:
         """The official rule, for an element of priority ``key``.

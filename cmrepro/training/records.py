@@ -85,7 +85,6 @@ class WandbLogger:
     def __init__(self, cfg, run_dir: Path, config: dict) -> None:
         import wandb
 
-        self._wandb = wandb
         id_file = run_dir / "wandb_id"
         # The same id on every resume, so wandb appends to one run.
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
