@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 # cluster, e.g. `make install TORCH_PIN="torch torchvision"`.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint bench-optim reproduce-toy clean
+.PHONY: install test lint bench-optim reproduce-toy clean reproduce-table2 reproduce-table3 reproduce-table4 \
+	grid-table2 grid-table3 grid-table4 \
+	figure8 figure9 figure10 figure19 figure20 analysis-figures bench-metrics \
+	figure8-smoke figure9-smoke figure10-smoke figure19-smoke figure20-smoke analysis-figures-smoke
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +32,62 @@ TOY_EXPERIMENTS := table1 table5 figure1 figure13 figure14 figure3 figure4 figur
 reproduce-toy:
 	@for experiment in $(TOY_EXPERIMENTS); do $(PY) -m cmrepro.toy experiment=$$experiment || exit 1; done
 
+# The paper's tables (python -m cmrepro.reproduce): the best settings x five seeds, then
+# the report in results/tables beside the paper's numbers; grid-* runs the hyperparameter
+# grids and reports the best setting found. Interrupt and re-run at will: finished runs
+# are skipped, killed ones resume.
+#   SCALE=smoke      every run shrunk to seconds on a CPU (results/smoke/)
+#   LAUNCHER=joblib  JOBS parallel local workers; LAUNCHER=slurm: Slurm job arrays
+#   OVERRIDES="..."  Hydra overrides for every run, e.g. hydra.launcher.partition=gpu
+SCALE ?= full
+LAUNCHER ?= local
+JOBS ?= 2
+OVERRIDES ?=
+REPRODUCE = $(PY) -m cmrepro.reproduce --scale $(SCALE) --launcher $(LAUNCHER) --jobs $(JOBS)
+
+reproduce-table2 reproduce-table3 reproduce-table4:
+	$(REPRODUCE) $(@:reproduce-%=%) $(OVERRIDES)
+
+grid-table2 grid-table3 grid-table4:
+	$(REPRODUCE) --grid $(@:grid-%=%) $(OVERRIDES)
+
 bench-optim:
 	$(PY) scripts/bench_optim.py --device cpu --out results/bench/optim_cpu.json
+
+# Training-time analysis (docs/analysis.md): Figures 8, 9, 10, 19, 20 and Table 14.
+# `make figure8` runs the figure's experiments (finished runs are skipped, killed ones
+# resume) and draws results/figures/figure8_cifar100.png; `make figure8-smoke` does the
+# same on stand-in data in minutes on a CPU (results/smoke/figures/), with fewer seeds,
+# one learning rate per grid and a cheap sharpness every epoch. OVERRIDES applies to every run.
+ANALYSIS_FIGURES := figure8 figure9 figure10 figure19 figure20
+figure8_RUNS := figure8/cifar100_adam figure8/cifar100_adam_cg figure8/cifar100_adam_cm figure8/cifar100_adam_sam \
+	figure8/cifar100_adam_sam_cm
+figure9_RUNS := figure9/cifar10_adam_cm figure9/cifar100_adam_cm
+figure10_RUNS := figure10/cifar10_batch_size figure10/cifar100_batch_size figure10/cifar10_buffer_size \
+	figure10/cifar100_buffer_size
+figure19_RUNS := figure19/cifar10 figure19/cifar100
+figure20_RUNS := figure20/cifar10_adam
+SMOKE_ANALYSIS := scale=smoke metrics.sharpness.every_n_epochs=1 metrics.sharpness.batches=1 \
+	metrics.sharpness.max_iterations=3
+figure8_SMOKE := seed=0,1
+figure9_SMOKE := seed=0
+figure10_SMOKE := optimizer.lr=0.001
+figure20_SMOKE := seed=0,1
+
+$(ANALYSIS_FIGURES): %:
+	@for e in $($*_RUNS); do $(PY) -m cmrepro.train -m experiment=$$e $(OVERRIDES) || exit 1; done
+	$(PY) -m cmrepro.report $* --runs results/runs --out results
+
+$(ANALYSIS_FIGURES:%=%-smoke): %-smoke:
+	@for e in $($*_RUNS); do $(PY) -m cmrepro.train -m experiment=$$e $(SMOKE_ANALYSIS) $($*_SMOKE) $(OVERRIDES) \
+		|| exit 1; done
+	$(PY) -m cmrepro.report $* --runs results/smoke/runs --out results/smoke
+
+analysis-figures: $(ANALYSIS_FIGURES)
+analysis-figures-smoke: $(ANALYSIS_FIGURES:%=%-smoke)
+
+bench-metrics:
+	$(PY) scripts/bench_metrics.py --threads 1 --out results/bench/metrics_cpu.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -29,6 +29,7 @@ GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
 def _run(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    resolved = None
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         check_config(resolved)
@@ -36,8 +37,10 @@ def _run(cfg: DictConfig) -> None:
     except (ConfigError, DataError, CheckpointError) as error:
         print(f"cmrepro.train: {error}", file=sys.stderr)
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            # Recorded, and the other jobs of the sweep go on.
-            RunRecords(run_dir).write_result({"status": "failed", "error": str(error)})
+            # Recorded, and the other jobs of the sweep go on; a finished run is never overwritten.
+            records = RunRecords(run_dir)
+            if not records.finished():
+                records.write_result({"status": "failed", "error": str(error), "config": resolved})
             return
         sys.exit(2)
     print(f"cmrepro.train: {result['status']}: {run_dir}", file=sys.stderr)

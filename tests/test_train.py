@@ -80,7 +80,10 @@ def test_bad_values_name_the_key(overrides, message, tmp_path):
 
 def test_cli_bad_option_and_bad_value_exit_2_with_one_line(tmp_path):
     for args, expected in [
-        (["dataset=cifar1000"], "unknown dataset 'cifar1000'; choose one of: cifar10, cifar100, imagenet, ptb"),
+        (
+            ["dataset=cifar1000"],
+            "unknown dataset 'cifar1000'; choose one of: cifar10, cifar100, five_datasets, imagenet, ptb",
+        ),
         (["optimizer=adamcm"], "unknown optimizer 'adamcm'; choose one of: adam, adam_cg, adam_cm"),
         (["optimizer.lr=-1", f"run_dir={tmp_path / 'a'}"], "invalid optimizer.lr: -1"),
     ]:

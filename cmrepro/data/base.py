@@ -8,11 +8,14 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+if TYPE_CHECKING:
+    from .online import TaskStream
 
 # Dataset name -> task, so configs can be checked against the model before any data is read.
 DATASET_TASKS: dict[str, str] = {
@@ -22,8 +25,18 @@ DATASET_TASKS: dict[str, str] = {
     "ptb": "language_model",
     "synthetic_image": "classification",
     "synthetic_text": "language_model",
+    # Task streams (online learning, Table 4): build_data gives a TaskStream for these.
+    "tinyimagenet": "classification",
+    "five_datasets": "classification",
+    "synthetic_stream": "classification",
 }
 DATASET_NAMES: tuple[str, ...] = tuple(DATASET_TASKS)
+STREAM_DATASETS: tuple[str, ...] = ("tinyimagenet", "five_datasets", "synthetic_stream")
+
+
+def is_task_stream(name: str) -> bool:
+    """Whether dataset ``name`` is a stream of tasks learned one after another (cmrepro.data.online)."""
+    return name in STREAM_DATASETS
 
 
 class DataError(Exception):
@@ -226,10 +239,19 @@ def _builders() -> dict[str, Callable[[Mapping, int], DataBundle]]:
     }
 
 
-def build_data(cfg: Mapping, *, seed: int) -> DataBundle:
-    """The loaders of dataset ``cfg["name"]``; the data on disk is checked here, before any
-    training, and problems raise :class:`DataError`."""
+def build_data(cfg: Mapping, *, seed: int) -> DataBundle | TaskStream:
+    """The loaders of dataset ``cfg["name"]`` (a :class:`~cmrepro.data.online.TaskStream` for
+    the task streams); the data on disk is checked here, before any training, and problems
+    raise :class:`DataError`."""
     name = cfg.get("name")
     if name not in DATASET_NAMES:
         raise DataError(f"unknown dataset name {name!r}; expected one of: {', '.join(DATASET_NAMES)}")
+    if is_task_stream(name):
+        from .online import build_stream  # a TaskStream; it builds its own stand-ins
+
+        return build_stream(cfg, seed)
+    if cfg.get("stand_in"):
+        from .synthetic import build_stand_in
+
+        return build_stand_in(cfg, seed)
     return _builders()[name](cfg, seed)

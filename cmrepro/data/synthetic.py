@@ -1,5 +1,10 @@
 """Synthetic data for fast, file-free runs: images of noisy class prototypes, and text from
-a sparse random Markov chain. Both are fixed by the run seed and learnable by small models."""
+a sparse random Markov chain. Both are fixed by the run seed and learnable by small models.
+
+The same generators give *stand-ins* for the real datasets (``dataset.stand_in``, set by
+``scale=smoke``): data with the real dataset's task and label space but tiny sizes, so a
+paper experiment runs end to end, with its own model and optimizer, without its files.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from .base import (
+    DATASET_TASKS,
     DataBundle,
+    DataError,
     SameEveryEpoch,
     ShuffledTrainLoader,
     batch_sizes,
@@ -139,3 +146,33 @@ def build_synthetic_text(cfg: Mapping, seed: int) -> DataBundle:
         vocab_size=vocab_size,
         input_shape=(),
     )
+
+
+# ---------------------------------------------------------------- stand-ins
+
+# What a stand-in keeps of each real dataset: its label space and input channels.
+STAND_IN_SHAPES: dict[str, dict[str, int]] = {
+    "cifar10": {"num_classes": 10, "channels": 3},
+    "cifar100": {"num_classes": 100, "channels": 3},
+    "imagenet": {"num_classes": 1000, "channels": 3},
+    "ptb": {"vocab_size": 10000},
+}
+
+
+def build_stand_in(cfg: Mapping, seed: int) -> DataBundle:
+    """Synthetic data shaped like dataset ``cfg["name"]``, sized by the ``cfg["stand_in"]`` mapping
+    (``train``/``val`` images, ``image_size``, ``train_tokens``/``val_tokens``)."""
+    name = cfg["name"]
+    if name not in STAND_IN_SHAPES:
+        raise DataError(f"{name}: no synthetic stand-in is defined for this dataset; run it without dataset.stand_in")
+    sizes = cfg["stand_in"]
+    if not isinstance(sizes, Mapping):
+        raise ValueError(f"invalid dataset.stand_in: {sizes!r} (must be a mapping of stand-in sizes, or null)")
+    settings = {**cfg, **STAND_IN_SHAPES[name]}
+    if DATASET_TASKS[name] == "language_model":
+        settings.update(num_train_tokens=sizes.get("train_tokens", 2000), num_val_tokens=sizes.get("val_tokens", 400))
+        return build_synthetic_text(settings, seed)
+    settings.update(
+        num_train=sizes.get("train", 64), num_val=sizes.get("val", 32), image_size=sizes.get("image_size", 16)
+    )
+    return build_synthetic_image(settings, seed)

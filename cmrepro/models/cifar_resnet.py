@@ -11,10 +11,19 @@ import timm
 from torch import nn
 
 
-def cifar_resnet(depth: int, num_classes: int, in_channels: int = 3) -> nn.Module:
-    model = timm.create_model(f"resnet{depth}", pretrained=False, num_classes=num_classes, in_chans=in_channels)
+def cifar_resnet(depth: int, num_classes: int, in_channels: int = 3, width: float = 1.0) -> nn.Module:
+    """``width`` scales the four stages' channels (1.0: the standard 64-512), for tiny smoke-test
+    models; timm keeps the 64-channel stem, and a 1x1 projection then enters the first stage."""
+    channels = tuple(max(1, round(base * width)) for base in (64, 128, 256, 512))
+    model = timm.create_model(
+        f"resnet{depth}",
+        pretrained=False,
+        num_classes=num_classes,
+        in_chans=in_channels,
+        channels=channels,
+    )
     # 32x32 inputs would shrink to 8x8 before the first block with the
     # ImageNet stem; the CIFAR stem keeps the full resolution.
-    model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.conv1 = nn.Conv2d(in_channels, model.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     return model

@@ -9,6 +9,7 @@ from torch import nn
 
 from .cifar_resnet import cifar_resnet
 from .efficientnet import efficientnet_b0
+from .lamaml_cnn import lamaml_cnn
 from .lstm import LSTMLanguageModel
 
 
@@ -20,13 +21,27 @@ class ModelSpec:
     num_classes: int | None = None
     vocab_size: int | None = None
     in_channels: int = 3
+    image_size: int | None = None  # side of square image inputs, for models whose size depends on it
+
+
+def model_width(cfg: Mapping) -> float:
+    """``cfg["width"]``: every builder's channel (or hidden size) multiplier; 1.0 is the paper's model."""
+    width = cfg.get("width", 1.0)
+    if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width <= 16:
+        raise ValueError(f"invalid model.width: {width!r} (must be a number in (0, 16])")
+    return float(width)
+
+
+def _scaled(size: int, width: float) -> int:
+    return max(1, round(size * width))
 
 
 def _lstm(cfg: Mapping, spec: ModelSpec) -> nn.Module:
+    width = model_width(cfg)
     return LSTMLanguageModel(
         spec.vocab_size,
-        embedding_dim=cfg.get("embedding_dim", 64),
-        hidden_dim=cfg.get("hidden_dim", 128),
+        embedding_dim=_scaled(cfg.get("embedding_dim", 64), width),
+        hidden_dim=_scaled(cfg.get("hidden_dim", 128), width),
         num_layers=cfg.get("num_layers", 1),
         dropout=cfg.get("dropout", 0.0),
         tie_weights=cfg.get("tie_weights", False),
@@ -34,11 +49,24 @@ def _lstm(cfg: Mapping, spec: ModelSpec) -> nn.Module:
 
 
 def _resnet(depth: int) -> Callable[[Mapping, ModelSpec], nn.Module]:
-    return lambda cfg, spec: cifar_resnet(depth, spec.num_classes, spec.in_channels)
+    return lambda cfg, spec: cifar_resnet(depth, spec.num_classes, spec.in_channels, model_width(cfg))
 
 
 def _efficientnet(cfg: Mapping, spec: ModelSpec) -> nn.Module:
-    return efficientnet_b0(spec.num_classes, implementation=cfg.get("implementation", "efficientnet_pytorch"))
+    implementation = cfg.get("implementation", "efficientnet_pytorch")
+    return efficientnet_b0(spec.num_classes, implementation=implementation, width=model_width(cfg))
+
+
+def _lamaml_cnn(cfg: Mapping, spec: ModelSpec) -> nn.Module:
+    width = model_width(cfg)
+    return lamaml_cnn(
+        spec.num_classes,
+        spec.in_channels,
+        image_size=spec.image_size or 64,
+        channels=_scaled(cfg.get("channels", 160), width),
+        hidden=_scaled(cfg.get("hidden", 640), width),
+        conv_layers=cfg.get("conv_layers", 4),
+    )
 
 
 _BUILDERS: dict[str, tuple[str, Callable[[Mapping, ModelSpec], nn.Module]]] = {
@@ -46,6 +74,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[Mapping, ModelSpec], nn.Module]]] = {
     "resnet18": ("classification", _resnet(18)),
     "resnet34": ("classification", _resnet(34)),
     "efficientnet_b0": ("classification", _efficientnet),
+    "lamaml_cnn": ("classification", _lamaml_cnn),
 }
 MODEL_NAMES = tuple(_BUILDERS)
 MODEL_TASKS = {name: task for name, (task, _) in _BUILDERS.items()}

@@ -13,8 +13,9 @@ from numbers import Integral, Real
 import torch
 
 from ..data import DATASET_TASKS
+from ..metrics import metrics_settings
 from ..models import MODEL_NAMES
-from ..models.registry import MODEL_TASKS
+from ..models.registry import MODEL_TASKS, model_width
 from ..optim import OPTIMIZER_NAMES, create_optimizer
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -32,6 +33,7 @@ def check_config(cfg: Mapping) -> None:
     _check_choice("logger.name", cfg["logger"]["name"], LOGGERS)
     _check_data_and_model(cfg["dataset"], cfg["model"])
     _check_optimizer(cfg["optimizer"])
+    _check_metrics(cfg.get("metrics"), cfg["dataset"].get("batch_size"))
 
 
 def optimizer_arguments(cfg: Mapping) -> dict:
@@ -69,6 +71,10 @@ def _check_data_and_model(dataset: Mapping, model: Mapping) -> None:
     for key in ("batch_size", "eval_batch_size"):
         if key in dataset:
             _check_int(f"dataset.{key}", dataset[key], minimum=1)
+    try:
+        model_width(model)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     data_task, model_task = DATASET_TASKS[dataset["name"]], MODEL_TASKS[model["name"]]
     if data_task != model_task:
         raise ConfigError(
@@ -87,6 +93,13 @@ def _check_optimizer(cfg: Mapping) -> None:
         raise ConfigError(str(error).replace("invalid ", "invalid optimizer.", 1)) from None
     except TypeError as error:  # an argument the optimizer does not take
         raise ConfigError(f"invalid optimizer config for {name!r}: {error}") from None
+
+
+def _check_metrics(cfg: Mapping | None, batch_size: int | None) -> None:
+    try:
+        metrics_settings(cfg, batch_size)
+    except ValueError as error:  # the metrics module's own one-line message, naming the key
+        raise ConfigError(str(error)) from None
 
 
 def _is_int(value) -> bool:

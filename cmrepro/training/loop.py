@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from .. import __version__
-from ..data import build_data
+from ..data import build_data, is_task_stream
+from ..metrics import TrainingMetrics
 from ..models import ModelSpec, build_model
 from ..optim import create_optimizer
 from .checkpoint import load_checkpoint, restore_rng, rng_state, save_atomic, seed_everything
@@ -42,34 +43,56 @@ def train(cfg: Mapping, run_dir: Path) -> dict:
     """Run (or resume, or skip) the training described by the resolved config ``cfg``; return result.json's content."""
     cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(cfg), resolve=True))
     records = RunRecords(run_dir)
-    previous = records.read_result()
-    if previous is not None and previous.get("status") in ("done", "diverged"):
+    if records.finished():
+        previous = records.read_result()
+        # Skipped only if it is this very run; an edited experiment must not hide behind it.
+        _check_same_run(previous.get("config") or {}, OmegaConf.to_container(cfg), run_dir)
         print(f"cmrepro: {run_dir} is already {previous['status']}; nothing to do", file=sys.stderr)
         return previous
+    run, summary = _run, _summary
+    if is_task_stream(cfg.dataset.name):  # online learning (Table 4): tasks one after another
+        from . import online  # imported here: it builds on this module
+
+        run, summary = online.run_stream, online.stream_result
     try:
-        return _run(cfg, run_dir, records)
+        return run(cfg, run_dir, records)
     except Exception as error:
         # Recorded so that a sweep can see what happened; the checkpoint and
         # metrics of finished epochs stay, and re-running resumes from them.
         failed = _base_result(cfg, OmegaConf.to_container(cfg))
-        failed.update(status="failed", error=f"{type(error).__name__}: {error}", **_summary(records.read_metrics()))
+        failed.update(status="failed", error=f"{type(error).__name__}: {error}", **summary(records.read_metrics()))
         records.write_result(failed)
         raise
 
 
-def _run(cfg, run_dir: Path, records: RunRecords) -> dict:
+def setup_torch(cfg) -> StepSettings:
+    """Seed every generator and apply ``trainer.deterministic``; the device and step settings."""
     seed_everything(cfg.seed)
     if cfg.trainer.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    device = _device(cfg.trainer.device)
-    settings = StepSettings(device, cfg.trainer.precision, cfg.trainer.grad_clip)
+    return StepSettings(_device(cfg.trainer.device), cfg.trainer.precision, cfg.trainer.grad_clip)
 
+
+def load_data(cfg):
+    """The run's data (``build_data``); a dataset value the data module refuses is a ConfigError."""
     try:
-        data = build_data(cfg.dataset, seed=cfg.seed)
-    except ValueError as error:  # a dataset value the data module refuses
+        return build_data(cfg.dataset, seed=cfg.seed)
+    except ValueError as error:
         raise ConfigError(str(error)) from None
-    spec = ModelSpec(data.task, data.num_classes, data.vocab_size, data.input_shape[0] if data.input_shape else 3)
+
+
+def _run(cfg, run_dir: Path, records: RunRecords) -> dict:
+    settings = setup_torch(cfg)
+    device = settings.device
+    data = load_data(cfg)
+    spec = ModelSpec(
+        data.task,
+        data.num_classes,
+        data.vocab_size,
+        data.input_shape[0] if data.input_shape else 3,
+        image_size=data.input_shape[-1] if data.input_shape else None,
+    )
     model = build_model(cfg.model, spec).to(device)
     optimizer = create_optimizer(
         cfg.optimizer.name, model.parameters(), model=model, **optimizer_arguments(cfg.optimizer)
@@ -79,23 +102,23 @@ def _run(cfg, run_dir: Path, records: RunRecords) -> dict:
     )
     task = task_for(data.task)
     config = OmegaConf.to_container(cfg)
+    # Before the checkpoint is loaded: distance is measured from the initial parameters.
+    analysis = TrainingMetrics.from_config(cfg, model, data.train, data.task)
 
     progress = {"epoch": 0, "best": None, "wall_time": 0.0}
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT)
+    checkpoint = resume(run_dir, config, model, optimizer, progress)
     if checkpoint is not None:
-        _check_same_run(checkpoint["config"], config, run_dir)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        restore_rng(checkpoint["rng"])
-        progress = {key: checkpoint[key] for key in progress}
-        print(f"cmrepro: resuming {run_dir} after epoch {progress['epoch']}", file=sys.stderr)
     records.keep_epochs(progress["epoch"])
 
     logger = make_logger(cfg.logger, run_dir, config)
     result = _base_result(cfg, config)
+    # "running" until the end: a run killed now is still found, with its config, by the report.
+    records.write_result({**result, **_summary(records.read_metrics(), task.monitor, task.mode)})
     try:
-        status = _epochs(cfg, run_dir, data, task, model, optimizer, scheduler, settings, records, logger, progress)
+        status = _epochs(
+            cfg, run_dir, data, task, model, optimizer, scheduler, settings, records, logger, progress, analysis
+        )
         result.update(status=status, **_summary(records.read_metrics(), task.monitor, task.mode))
         if status == "done" and data.test is not None:
             result["test"] = task.evaluate(model, data.test, settings, prefix="test")
@@ -106,7 +129,24 @@ def _run(cfg, run_dir: Path, records: RunRecords) -> dict:
     return result
 
 
-def _epochs(cfg, run_dir, data, task, model, optimizer, scheduler, settings, records, logger, progress) -> str:
+def resume(run_dir: Path, config: dict, model, optimizer, progress: dict) -> dict | None:
+    """Load ``run_dir``'s checkpoint, if there is one, into the model, the optimizer, the random
+    generators and ``progress`` (its keys); the checkpoint, for the caller's other state, or None."""
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT)
+    if checkpoint is None:
+        return None
+    _check_same_run(checkpoint["config"], config, run_dir)
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    restore_rng(checkpoint["rng"])
+    progress.update({key: checkpoint[key] for key in progress})
+    print(f"cmrepro: resuming {run_dir} after epoch {progress['epoch']}", file=sys.stderr)
+    return checkpoint
+
+
+def _epochs(
+    cfg, run_dir, data, task, model, optimizer, scheduler, settings, records, logger, progress, analysis
+) -> str:
     """Train the remaining epochs; ``"done"`` or ``"diverged"``."""
     epochs = cfg.trainer.epochs
     show = _show_progress(cfg.trainer.progress)
@@ -131,6 +171,7 @@ def _epochs(cfg, run_dir, data, task, model, optimizer, scheduler, settings, rec
             return "diverged"
         progress["best"] = _better(progress["best"], row[task.monitor], task.mode)
         row[f"best_{task.monitor}"] = progress["best"]
+        row.update(analysis.compute(epoch + 1, model, optimizer))
         row["epoch_time_s"] = time.perf_counter() - started
         progress["epoch"] = epoch + 1
         progress["wall_time"] += row["epoch_time_s"]

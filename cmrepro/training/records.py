@@ -50,6 +50,11 @@ class RunRecords:
     def write_result(self, result: dict) -> None:
         _write_atomic(self.result_path, json.dumps(result, indent=2) + "\n")
 
+    def finished(self) -> bool:
+        """Whether the directory holds a run that ended (done or diverged)."""
+        previous = self.read_result()
+        return previous is not None and previous.get("status") in ("done", "diverged")
+
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,92 @@
+"""What the training loop calls: the metrics of one run, built once, computed after the epochs that are due.
+
+Built before a checkpoint is loaded, so the distance is measured from the
+parameters the run started from: they are the same on a resume because the
+model is built from the same seed in the same order. The fixed batch set is
+redrawn identically on a resume (see :func:`fixed_batches`). Computing the
+metrics touches no random-number generator, parameter, BatchNorm statistic
+or train/eval flag, so a run with metrics on trains exactly as one without.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from ..data.base import epoch_seed
+from .batches import fixed_batches
+from .buffer import buffer_metrics
+from .contexts import preserved_rng
+from .distance import distance_from, snapshot
+from .losses import loss_for
+from .m_sharpness import m_sharpness
+from .settings import MetricsSettings, metrics_settings
+from .sharpness import sharpness
+
+# Seed stream of the Lanczos start vectors (the data streams use 0 and 1).
+SHARPNESS_STREAM = 7
+
+
+class TrainingMetrics:
+    """The analysis metrics of a run, as columns of its metrics.jsonl rows."""
+
+    def __init__(
+        self,
+        settings: MetricsSettings,
+        model: nn.Module,
+        train: Callable[[int], Iterable],
+        task: str,
+        *,
+        seed: int,
+        epochs: int,
+    ) -> None:
+        self.settings = settings
+        self.loss = loss_for(task)
+        self.seed = seed
+        self.epochs = epochs
+        self.initial = snapshot(model) if settings.distance.enabled else None
+        needed = settings.batches_needed
+        self.batches = fixed_batches(train, needed, seed) if needed else []
+
+    @classmethod
+    def from_config(cls, cfg: Mapping, model: nn.Module, train, task: str) -> TrainingMetrics:
+        """From a resolved run config (``metrics``, ``seed``, ``trainer.epochs``, ``dataset.batch_size``)."""
+        settings = metrics_settings(cfg.get("metrics"), cfg["dataset"].get("batch_size"))
+        return cls(settings, model, train, task, seed=cfg["seed"], epochs=cfg["trainer"]["epochs"])
+
+    def compute(self, epoch: int, model: nn.Module, optimizer: Optimizer) -> dict:
+        """The metrics due after ``epoch`` (1-based), ``{}`` when none is."""
+        s, row = self.settings, {}
+        with preserved_rng():
+            if s.distance.due(epoch, self.epochs):
+                row["distance"] = distance_from(self.initial, model)
+            if s.buffer.due(epoch, self.epochs):
+                row.update(buffer_metrics(optimizer))
+            if s.sharpness.schedule.due(epoch, self.epochs):
+                row.update(self._sharpness(epoch, model))
+            if s.m_sharpness.schedule.due(epoch, self.epochs):
+                row.update(self._m_sharpness(model))
+        return row
+
+    def _sharpness(self, epoch: int, model: nn.Module) -> dict:
+        s = self.settings.sharpness
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, stream=SHARPNESS_STREAM))
+        estimate = sharpness(
+            model, self.batches[: s.batches], self.loss, tol=s.tol, max_iterations=s.max_iterations, generator=generator
+        )
+        return {
+            "sharpness": estimate.value,
+            "sharpness_iterations": estimate.iterations,
+            "sharpness_time_s": time.perf_counter() - started,
+        }
+
+    def _m_sharpness(self, model: nn.Module) -> dict:
+        s = self.settings.m_sharpness
+        started = time.perf_counter()
+        value = m_sharpness(model, self.batches[: s.batches], self.loss, m=s.m, radius=s.radius)
+        return {"m_sharpness": value, "m_sharpness_time_s": time.perf_counter() - started}

@@ -1,0 +1,14 @@
+"""Tables and figures from run directories, beside the paper's numbers (``python -m cmrepro.report``).
+
+- :mod:`.runs`: run directories as pandas tables.
+- :mod:`.tables`: cells (mean +- std over seeds), the paper's cells, grid choice, the paper's layout.
+- :mod:`.speedup`: Table 3's speed-up column.
+- :mod:`.curves`: validation curves with seed bands.
+- :mod:`.render`: markdown and LaTeX.
+- :mod:`.table_report`: one table's report files.
+- :mod:`.analysis`: the training-time analysis figures (Figures 8-10, 19, 20).
+"""
+
+from .runs import load_metrics, load_runs
+
+__all__ = ["load_metrics", "load_runs"]

@@ -1,0 +1,53 @@
+"""``python -m cmrepro.report <name>``: tables and figures from run directories; never trains.
+
+python -m cmrepro.report table2                 # results/tables/table2.{md,csv,tex} + curves
+python -m cmrepro.report table3 --grid          # the best grid setting per cell
+python -m cmrepro.report table2 --runs results/smoke/runs --out results/smoke
+python -m cmrepro.report figure8               # training-time analysis figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .table_report import TABLES, write_grid_report, write_table_report
+
+
+def _figures() -> dict:
+    try:  # TEMPORARY until analysis.py lands
+        from .analysis import FIGURES
+    except ModuleNotFoundError:
+        return {}
+    return FIGURES
+
+
+def main(argv: list[str] | None = None) -> int:
+    figures = _figures()
+    parser = argparse.ArgumentParser(
+        prog="python -m cmrepro.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("name", choices=[*TABLES, *figures], help="a paper table or figure")
+    parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="root of the run directories")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="writes <out>/tables and <out>/figures")
+    parser.add_argument("--grid", action="store_true", help="tables: choose the best setting of the grid runs")
+    args = parser.parse_args(argv)
+    if not args.runs.is_dir():
+        print(f"cmrepro.report: no run directory at {args.runs}; run the experiments first", file=sys.stderr)
+        return 2
+    tables_dir, figures_dir = args.out / "tables", args.out / "figures"
+    if args.name in TABLES:
+        if args.grid:
+            written = write_grid_report(args.name, args.runs, tables_dir)
+        else:
+            written = write_table_report(args.name, args.runs, tables_dir, figures_dir)
+    else:
+        written = figures[args.name](args.runs, figures_dir)
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Write one paper table's report: cells beside the paper's (md, csv, tex), run counts, the
+runs that did not finish, and the validation curves; or, for a grid, the chosen settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .curves import plot_validation_curves
+from .render import latex_table, markdown_table
+from .runs import load_metrics, load_runs, setting_label
+from .speedup import WINDOW, speedup_cells
+from .tables import PAPER_OPTIMIZER, SEEDS_PER_CELL, best_cells, compare, grid_choice, paper_cells, paper_layout
+
+PAPER_BEST_SETTINGS = Path(__file__).resolve().parents[2] / "results" / "paper" / "best_hyperparameters.csv"
+TABLES = ("table2", "table3", "table4")
+CAPTIONS = {
+    "table2": "Best validation perplexity (PTB) and accuracy (%) over five seeds; paper's value in parentheses.",
+    "table3": "Best validation accuracy (%) and speed-up of the SGD variants; paper's value in parentheses.",
+    "table4": "Learning accuracy (%) on the online-learning streams; paper's value in parentheses.",
+}
+
+
+def write_table_report(table: str, runs_root: Path, tables_dir: Path, figures_dir: Path) -> list[Path]:
+    """``<tables_dir>/<table>.{md,csv,tex}`` and the curves; returns the files written."""
+    runs = load_runs(runs_root)
+    metrics = load_metrics(runs_root, runs)
+    ours = best_cells(runs, table)
+    if table == "table3":
+        ours = pd.concat([ours, speedup_cells(metrics, table)], ignore_index=True)
+    cells = compare(ours, paper_cells(table))
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    paths = [tables_dir / f"{table}.{suffix}" for suffix in ("md", "csv", "tex")]
+    paths[0].write_text(_table_markdown(table, cells, runs[(runs["table"] == table) & (runs["kind"] == "best")]))
+    cells.to_csv(paths[1], index=False)
+    named = cells.assign(paper_name=cells["optimizer"].map(PAPER_OPTIMIZER).fillna(cells["optimizer"]))
+    paths[2].write_text(latex_table(named, CAPTIONS.get(table, table)))
+    return paths + plot_validation_curves(metrics, table, figures_dir)
+
+
+def _table_markdown(table: str, cells: pd.DataFrame, runs: pd.DataFrame) -> str:
+    missing = cells[cells["mean"].isna()]
+    parts = [
+        f"# {table}: ours beside the paper's\n",
+        f"{CAPTIONS.get(table, '')} Each cell: ours (mean ± sample std over finished seeds) · the paper's · "
+        f"Δ = ours − paper, ✓ where |Δ| ≤ the paper's std · n = finished runs of {SEEDS_PER_CELL}.\n",
+        markdown_table(paper_layout(cells)),
+        _status_line(runs),
+    ]
+    if table == "table3":
+        parts.append(
+            f"Speed-up: SGD's best seed-averaged validation accuracy in the first {WINDOW} epochs, "
+            "and the first epoch each optimizer's seed-averaged curve reaches it; speed-up = "
+            "SGD's epoch / the optimizer's (see cmrepro/report/speedup.py).\n"
+        )
+    if not missing.empty:
+        names = ", ".join(f"{row.dataset}/{row.optimizer} ({row.metric})" for row in missing.itertuples())
+        parts.append(f"**Missing cells** ({len(missing)}): {names}.\n")
+    unfinished = runs[runs["status"] != "done"]
+    if not unfinished.empty:
+        parts += ["## Runs that did not finish\n", markdown_table(unfinished[["run_dir", "status", "error"]], False)]
+    return "\n".join(parts)
+
+
+def _status_line(runs: pd.DataFrame) -> str:
+    if runs.empty:
+        return "No runs found.\n"
+    counts = runs["status"].value_counts()
+    return f"Runs: {len(runs)} ({', '.join(f'{count} {status}' for status, count in counts.items())}).\n"
+
+
+def write_grid_report(table: str, runs_root: Path, tables_dir: Path) -> list[Path]:
+    """``<tables_dir>/<table>_grid.{md,csv}``: per (dataset, optimizer) the grid setting with the
+    best mean validation metric, how many settings were tried, and the paper's best setting."""
+    runs = load_runs(runs_root)
+    chosen = grid_choice(runs, table)
+    chosen["paper_setting"] = [_paper_setting(row.dataset, row.optimizer) for row in chosen.itertuples()]
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    paths = [tables_dir / f"{table}_grid.md", tables_dir / f"{table}_grid.csv"]
+    columns = ["dataset", "optimizer", "setting", "metric", "mean", "runs", "not_done", "settings_tried"]
+    header = (
+        f"# {table}: best grid settings\n\nPer (dataset, optimizer), the setting with the best mean validation "
+        "metric over its finished runs, beside the paper's best setting (Tables 9, 10, 13).\n\n"
+    )
+    paths[0].write_text(header + markdown_table(chosen[[*columns, "paper_setting"]], index=False))
+    chosen.to_csv(paths[1], index=False)
+    return paths
+
+
+def _paper_setting(dataset: str, optimizer: str) -> str:
+    paper = pd.read_csv(PAPER_BEST_SETTINGS)
+    paper_dataset = {"five_datasets": "5-dataset"}.get(dataset, dataset)
+    rows = paper[(paper["dataset"] == paper_dataset) & (paper["optimizer"] == PAPER_OPTIMIZER.get(optimizer))]
+    if rows.empty:
+        return "not published"
+    row = rows.iloc[0]
+    return setting_label({key: row.get(key) for key in ("lr", "beta1", "beta2", "topC", "decay", "rho")})

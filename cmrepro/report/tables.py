@@ -1,0 +1,141 @@
+"""The paper's tables from run directories, each cell beside the published one.
+
+A cell is one (dataset, optimizer) of a table: the mean and standard deviation over
+seeds of each run's best validation metric (the paper reports "best validation
+accuracy / perplexity achieved during training", averaged over five seeds). Only runs
+that finished (``done``) enter a cell; every other run is counted in the cell's
+``not_done`` column, and a cell with no finished run is written as missing, never dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAPER_TABLES = Path(__file__).resolve().parents[2] / "results" / "paper" / "tables.csv"
+SEEDS_PER_CELL = 5
+
+# The paper's names -> cmrepro's config names, in the paper's row and column order.
+OPTIMIZER_NAMES = {
+    "Adam": "adam", "Adam+CG": "adam_cg", "Adam+SAM": "adam_sam", "Adam+CM": "adam_cm",
+    "Adam+SAM+CM": "adam_sam_cm", "SGD": "sgd", "SGD+CG": "sgd_cg", "SGD+CM": "sgd_cm",
+}  # fmt: skip
+DATASET_NAMES = {"5-dataset": "five_datasets"}  # everything else is spelled the same
+PAPER_OPTIMIZER = {ours: paper for paper, ours in OPTIMIZER_NAMES.items()}
+# Metrics where lower is better; for the others higher is.
+LOWER_IS_BETTER = ("val_perplexity", "val_loss")
+
+CELL_COLUMNS = [
+    "table", "dataset", "optimizer", "metric", "mean", "std", "runs", "not_done", "settings",
+    "paper_mean", "paper_std", "difference", "within_paper_std",
+]  # fmt: skip
+
+
+def paper_cells(table: str, path: Path = PAPER_TABLES) -> pd.DataFrame:
+    """The published cells of ``table`` with cmrepro's dataset and optimizer names."""
+    paper = pd.read_csv(path)
+    paper = paper[paper["table"] == table].copy()
+    paper["dataset"] = paper["dataset"].replace(DATASET_NAMES)
+    paper["optimizer"] = paper["optimizer"].map(OPTIMIZER_NAMES)
+    return paper.rename(columns={"mean": "paper_mean", "std": "paper_std"})
+
+
+def compare(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Outer-join our cells (table, dataset, optimizer, metric, mean, std, runs, not_done) with
+    the paper's, in the paper's order; cells only one side has stay, with NaN on the other."""
+    keys = ["table", "dataset", "optimizer", "metric"]
+    cells = paper[[*keys, "paper_mean", "paper_std"]].merge(ours, on=keys, how="outer", sort=False)
+    cells = _in_paper_order(cells, paper)
+    cells["runs"] = cells["runs"].fillna(0).astype(int)
+    cells["not_done"] = cells["not_done"].fillna(0).astype(int)
+    cells["settings"] = cells["settings"].fillna(0).astype(int)
+    cells["difference"] = cells["mean"] - cells["paper_mean"]
+    within = cells["difference"].abs() <= cells["paper_std"]
+    cells["within_paper_std"] = within.where(cells["difference"].notna() & cells["paper_std"].notna())
+    return cells[CELL_COLUMNS]
+
+
+def _in_paper_order(cells: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Datasets, then metrics, then optimizers in the order the paper lists them; ours after."""
+    rank = {}
+    for key in ("dataset", "metric", "optimizer"):
+        order = {name: index for index, name in enumerate(dict.fromkeys([*paper[key], *cells[key]]))}
+        rank[key] = cells[key].map(order)
+    return (
+        cells.assign(**{f"_{key}": value for key, value in rank.items()})
+        .sort_values(["_dataset", "_metric", "_optimizer"], kind="stable")
+        .drop(columns=["_dataset", "_metric", "_optimizer"])
+        .reset_index(drop=True)
+    )
+
+
+def best_cells(runs: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Mean +- std over seeds of the best metric of ``table``'s best-settings runs."""
+    runs = runs[(runs["table"] == table) & (runs["kind"] == "best")]
+    return _cells(runs, table, ["dataset", "optimizer"])
+
+
+def _cells(runs: pd.DataFrame, table: str, keys: list[str]) -> pd.DataFrame:
+    if runs.empty:
+        return pd.DataFrame(columns=["table", *keys, "metric", "mean", "std", "runs", "not_done", "settings"])
+    done = runs["status"] == "done"
+    grouped = runs.assign(value=runs["best"].where(done), done=done).groupby(keys, sort=False, dropna=False)
+    cells = grouped.agg(
+        metric=("monitor", "first"),
+        mean=("value", "mean"),
+        std=("value", "std"),  # the sample standard deviation (ddof=1) over seeds
+        runs=("done", "sum"),
+        not_done=("done", lambda d: int((~d).sum())),
+        settings=("setting", "nunique"),  # > 1: runs of different settings were pooled; the report says so
+    ).reset_index()
+    return cells.assign(table=table)
+
+
+def grid_choice(runs: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The best grid setting per (dataset, optimizer) by mean best validation metric, with the
+    runs each setting has; ties go to the setting listed first."""
+    runs = runs[(runs["table"] == table) & (runs["kind"] == "grid")]
+    settings = _cells(runs, table, ["dataset", "optimizer", "setting"])
+    if settings.empty:
+        return settings.assign(settings_tried=pd.Series(dtype=int))
+    lower = settings["metric"].isin(LOWER_IS_BETTER)
+    settings["score"] = np.where(lower, -settings["mean"], settings["mean"])
+    tried = settings.groupby(["dataset", "optimizer"], sort=False)["setting"].transform("size")
+    settings = settings.assign(settings_tried=tried)
+    ranked = settings.dropna(subset=["score"]).sort_values("score", ascending=False, kind="stable")
+    chosen = ranked.drop_duplicates(["dataset", "optimizer"]).drop(columns="score")
+    order = settings[["dataset", "optimizer"]].drop_duplicates()
+    return order.merge(chosen, on=["dataset", "optimizer"], how="left")
+
+
+def paper_layout(cells: pd.DataFrame) -> pd.DataFrame:
+    """Optimizers as rows and datasets (x metric, when a table has several) as columns, in
+    the paper's order; each entry says ours, the paper's, the difference and the run count."""
+    cells = cells.assign(entry=cells.apply(_entry, axis=1), row=cells["optimizer"].map(PAPER_OPTIMIZER))
+    several_metrics = cells["metric"].nunique() > 1
+    cells["column"] = cells["dataset"] + (" " + cells["metric"] if several_metrics else "")
+    wide = cells.pivot_table(index="row", columns="column", values="entry", aggfunc="first", sort=False)
+    wide = wide.reindex(index=list(dict.fromkeys(cells["row"])), columns=list(dict.fromkeys(cells["column"])))
+    wide.index.name = "optimizer"
+    wide.columns.name = None
+    return wide.fillna("")
+
+
+def _entry(cell: pd.Series) -> str:
+    runs = f"n={cell['runs']}/{SEEDS_PER_CELL}" + (f", {cell['not_done']} not done" if cell["not_done"] else "")
+    if cell["settings"] > 1:
+        runs += f", ⚠ {cell['settings']} settings pooled"
+    ours = "missing" if pd.isna(cell["mean"]) else _mean_std(cell["mean"], cell["std"])
+    if pd.isna(cell["paper_mean"]):
+        return f"{ours} ({runs})"
+    paper = _mean_std(cell["paper_mean"], cell["paper_std"])
+    if pd.isna(cell["mean"]):
+        return f"missing · paper {paper} ({runs})"
+    mark = " ✓" if cell["within_paper_std"] is True else ""
+    return f"{ours} · paper {paper} · Δ {cell['difference']:+.1f}{mark} ({runs})"
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"

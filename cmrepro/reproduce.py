@@ -1,0 +1,137 @@
+"""``python -m cmrepro.reproduce table2``: run a paper table's experiments, then its report.
+
+Each experiment of the table (``conf/experiment/<table>/<kind>/*.yaml``) is a Hydra
+multirun that can be run on its own, as the README shows:
+
+    python -m cmrepro.train -m experiment=table2/best/cifar100_adam_cm [scale=smoke] [launcher ...]
+
+This runs the best-settings experiments of a table together, as one multirun over all of
+them and their seeds (one job array on a cluster), and the grids one after another.
+
+``best`` runs the paper's best settings over five seeds; ``--grid`` runs the hyperparameter
+grids instead. Runs are idempotent (a finished run is skipped, a killed one resumes, a
+diverged one is not retried), so interrupting this and starting it again continues where
+it stopped. An experiment whose multirun fails does not stop the others; the report is
+written anyway (with the missing cells) and the exit code says something failed.
+
+``--scale smoke`` shrinks every run (see conf/scale/smoke.yaml) and every grid to its first
+two learning rates and the first value of each other hyperparameter, so a whole table
+target runs in minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from .report.table_report import TABLES
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "conf" / "experiment"
+LAUNCHERS = ("local", "joblib", "slurm")
+# A smoke grid keeps this many values of the learning rate and one of everything else.
+SMOKE_GRID_LRS = 2
+
+
+def experiments(table: str, kind: str) -> list[str]:
+    """The experiment names of ``table``/``kind``, e.g. ``table2/best/cifar100_adam_cm``."""
+    folder = EXPERIMENTS / table / kind
+    return [f"{table}/{kind}/{path.stem}" for path in sorted(folder.glob("*.yaml"))]
+
+
+def smoke_grid_overrides(experiment: str) -> list[str]:
+    """Command-line values that narrow the experiment's grid (its ``hydra.sweeper.params``);
+    a command-line value replaces the swept one for the same key."""
+    overrides = []
+    for key, values in sweep_params(experiment).items():
+        choices = _split_choices(values)
+        keep = SMOKE_GRID_LRS if key == "optimizer.lr" else 1
+        overrides.append(f"{key}={','.join(choices[:keep])}")
+    return overrides
+
+
+def _split_choices(values: str) -> list[str]:
+    """``"0.1,0.01"`` -> ``["0.1", "0.01"]``; ``"[0.9,0.99],[0.9,0.999]"`` -> the two pairs."""
+    choices, depth, start = [], 0, 0
+    for position, character in enumerate(values):
+        depth += {"[": 1, "]": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            choices.append(values[start:position])
+            start = position + 1
+    return [*choices, values[start:]]
+
+
+def launcher_overrides(launcher: str, jobs: int) -> list[str]:
+    if launcher == "joblib":
+        return ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+    if launcher == "slurm":
+        return ["hydra/launcher=slurm"]
+    return []
+
+
+def sweep_params(experiment: str) -> dict[str, str]:
+    """The experiment's ``hydra.sweeper.params`` as strings."""
+    params = OmegaConf.load(EXPERIMENTS / f"{experiment}.yaml").hydra.sweeper.params
+    return {key: str(value) for key, value in params.items()}
+
+
+def commands(args: argparse.Namespace) -> list[list[str]]:
+    """The multirun commands of the table: the best settings as one sweep over all its
+    experiments x seeds (one job array on Slurm, one worker pool with joblib); each grid as
+    its own sweep, since the grids differ. A run's directory is the same either way."""
+    kind = "grid" if args.grid else "best"
+    names = experiments(args.table, kind)
+    if not names:
+        raise SystemExit(f"cmrepro.reproduce: no experiments under conf/experiment/{args.table}/{kind}")
+    train = [sys.executable, "-m", "cmrepro.train", "-m"]
+    common = [f"scale={args.scale}", *launcher_overrides(args.launcher, args.jobs), *args.overrides]
+    if not args.grid:
+        seeds = {sweep_params(name)["seed"] for name in names}
+        if len(seeds) != 1:
+            raise SystemExit(f"cmrepro.reproduce: the {args.table} best-settings experiments sweep different seeds")
+        return [[*train, f"experiment={','.join(names)}", f"seed={seeds.pop()}", *common]]
+    narrow = smoke_grid_overrides if args.scale == "smoke" else lambda name: []
+    return [[*train, f"experiment={name}", *common, *narrow(name)] for name in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cmrepro.reproduce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("table", choices=TABLES)
+    parser.add_argument("--grid", action="store_true", help="run the hyperparameter grids, not the best settings")
+    parser.add_argument("--scale", choices=("full", "smoke"), default="full")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel runs with --launcher joblib")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every run, e.g. trainer.device=cuda")
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides
+
+    failed = []
+    for command in commands(args):
+        print("+ " + shlex.join(["python", *command[1:]]), flush=True)
+        if not args.dry_run and subprocess.run(command, cwd=ROOT).returncode != 0:
+            failed.append(command[4][:200])
+    if args.dry_run:
+        return 0
+    # Where the runs went (conf/config.yaml, conf/scale/smoke.yaml, or the command line);
+    # the report goes beside them: results/tables, results/smoke/tables, ...
+    default = ROOT / "results" / ("smoke/runs" if args.scale == "smoke" else "runs")
+    runs = Path(next((o.split("=", 1)[1] for o in args.overrides if o.startswith("paths.output_dir=")), default))
+    report = ["--runs", str(runs), "--out", str(runs.parent), *(["--grid"] if args.grid else [])]
+    print("+ " + shlex.join(["python", "-m", "cmrepro.report", args.table, *report]), flush=True)
+    from .report.__main__ import main as report_main
+
+    report_failed = report_main([args.table, *report]) != 0
+    if failed:
+        print(f"cmrepro.reproduce: {len(failed)} multiruns failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed or report_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Device-hours of `make reproduce-table2/3` and `make grid-table2/3` at full scale, from
+measured training-step times.
+
+Reads the JSON of scripts/bench_train.py (seconds per training step of each dataset's
+model at its batch size, on whatever device it ran) and multiplies by the steps of every
+run each target makes: runs x epochs x steps per epoch (from conf/ and the dataset sizes
+bench_train.py uses). SAM variants take two forward-backward passes per step and are
+counted at twice the measured step; evaluation and data loading are not counted, so the
+figures are lower bounds. `--step dataset=seconds` replaces a measured time (e.g. one
+measured on another machine). Prints a table and writes JSON:
+
+    python scripts/bench_train.py --device cuda --out results/bench/train_cuda.json
+    python scripts/estimate_hours.py results/bench/train_cuda.json --out results/bench/hours_cuda.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cmrepro.reproduce import experiments, sweep_params  # noqa: E402
+
+SAM_STEP_FACTOR = 2  # SAM's ascent pass doubles the forward-backward work of a step
+
+
+def runs_of(experiment: str) -> int:
+    """How many runs the experiment's multirun makes (the product of its sweep's choices)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = sweep_params(experiment)
+    overrides = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    return math.prod(len(list(override.sweep_iterator())) for override in overrides)
+
+
+def epochs_of(dataset: str) -> int:
+    return OmegaConf.load(ROOT / "conf" / "dataset" / f"{dataset}.yaml").trainer.epochs
+
+
+def estimate(step_seconds: dict[str, float], steps_per_epoch: dict[str, int]) -> list[dict]:
+    rows = []
+    for table in ("table2", "table3"):
+        for kind in ("best", "grid"):
+            hours: dict[str, float] = {}
+            for name in experiments(table, kind):
+                dataset, optimizer = name.rsplit("/", 1)[1].split("_", 1)
+                if dataset not in step_seconds:
+                    hours[dataset] = math.nan
+                    continue
+                factor = SAM_STEP_FACTOR if "sam" in optimizer else 1
+                steps = runs_of(name) * epochs_of(dataset) * steps_per_epoch[dataset]
+                hours[dataset] = hours.get(dataset, 0.0) + steps * step_seconds[dataset] * factor / 3600
+            target = f"{'reproduce' if kind == 'best' else 'grid'}-{table}"
+            rows.append({"target": target, "hours": hours, "total": sum(hours.values())})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bench", type=Path, help="JSON written by scripts/bench_train.py")
+    parser.add_argument("--step", action="append", default=[], help="dataset=seconds per step, replacing a measure")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    bench = json.loads(args.bench.read_text())
+    step_seconds = {row["dataset"]: row["seconds_per_step"] for row in bench["results"]}
+    steps_per_epoch = {row["dataset"]: row["steps_per_epoch"] for row in bench["results"]}
+    for item in args.step:
+        dataset, seconds = item.split("=")
+        step_seconds[dataset] = float(seconds)
+    rows = estimate(step_seconds, steps_per_epoch)
+
+    device = bench["meta"]["device"]
+    datasets = list(steps_per_epoch)
+    replaced = f"; step times replaced: {', '.join(args.step)}" if args.step else ""
+    print(f"device-hours on {device} (from {args.bench}{replaced}; evaluation and data loading not counted)")
+    print(f"{'target':18s}" + "".join(f"{name:>12s}" for name in datasets) + f"{'total':>12s}")
+    for row in rows:
+        cells = "".join(f"{row['hours'].get(name, 0.0):12.1f}" for name in datasets)
+        print(f"{row['target']:18s}{cells}{row['total']:12.1f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps({"meta": {**bench["meta"], "step_seconds": step_seconds}, "rows": rows}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()

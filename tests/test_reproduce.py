@@ -1,0 +1,92 @@
+"""``make reproduce-table*`` / ``python -m cmrepro.reproduce``: the commands it runs, and one
+table target end to end at smoke scale (sweep with joblib, skip on re-run, report)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+from train_helpers import ROOT, run_cli
+
+from cmrepro.reproduce import commands, main
+
+
+def _commands(argv: list[str]) -> list[list[str]]:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("table")
+    parser.add_argument("--grid", action="store_true")
+    parser.add_argument("--scale", default="full")
+    parser.add_argument("--launcher", default="local")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("overrides", nargs="*")
+    return commands(parser.parse_intermixed_args(argv))
+
+
+def test_best_settings_run_as_one_sweep_over_experiments_and_seeds():
+    (command,) = _commands(["table2", "--launcher", "slurm", "hydra.launcher.partition=a100"])
+    assert command[1:4] == ["-m", "cmrepro.train", "-m"]
+    experiments = command[4].removeprefix("experiment=").split(",")
+    assert len(experiments) == 20 and "table2/best/imagenet_adam_sam_cm" in experiments
+    assert command[5:] == ["seed=0,1,2,3,4", "scale=full", "hydra/launcher=slurm", "hydra.launcher.partition=a100"]
+
+
+def test_smoke_grids_keep_two_learning_rates_and_one_of_everything_else():
+    built = {command[4]: command[5:] for command in _commands(["table2", "--grid", "--scale", "smoke"])}
+    assert len(built) == 20
+    assert built["experiment=table2/grid/cifar10_adam_sam_cm"] == [
+        "scale=smoke",
+        "optimizer.lr=0.1,0.01",
+        "optimizer.topC=5",
+        "optimizer.decay=0.7",
+        "optimizer.rho=0.01",
+        "optimizer.betas=[0.9,0.99]",
+    ]
+    full = {command[4]: command[5:] for command in _commands(["table3", "--grid", "--launcher", "joblib"])}
+    assert full["experiment=table3/grid/cifar10_sgd"] == [
+        "scale=full",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    ]
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    done = run_cli(
+        ["-m", "experiment=table3/grid/cifar10_sgd", "scale=smoke", "optimizer.lr=0.1,-1", "trainer.epochs=1",
+         "trainer.lr_milestones=[]", f"paths.output_dir={tmp_path}"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    statuses = {path.parent.name: json.loads(path.read_text())["status"] for path in tmp_path.rglob("result.json")}
+    assert sorted(statuses.values()) == ["done", "failed"], statuses
+    assert "cmrepro.train: Invalid learning rate: -1" in done.stderr  # one line, from torch.optim.SGD
+
+
+def test_table3_smoke_target_end_to_end_and_idempotent(tmp_path):
+    runs = tmp_path / "runs"
+    target = [sys.executable, "-m", "cmrepro.reproduce", "table3", "--scale", "smoke", f"paths.output_dir={runs}"]
+    first = subprocess.run([*target, "--launcher", "joblib", "--jobs", "2"], cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = [json.loads(path.read_text()) for path in runs.rglob("result.json")]
+    assert len(results) == 2 * 3 * 5 and {result["status"] for result in results} == {"done"}
+
+    cells = pd.read_csv(tmp_path / "tables" / "table3.csv")
+    assert len(cells) == 12 and cells["mean"].notna().all()
+    assert (cells.loc[cells["metric"] == "val_accuracy", "runs"] == 5).all()
+    assert "| SGD+CM |" in (tmp_path / "tables" / "table3.md").read_text()
+    assert {path.name for path in (tmp_path / "figures").iterdir()} == {
+        "table3_cifar10_curves.png",
+        "table3_cifar100_curves.png",
+    }
+
+    # Started again (with the basic launcher this time), every run is skipped.
+    again = subprocess.run(target, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("nothing to do") == 30
+
+
+def test_dry_run_prints_the_commands(capsys):
+    assert main(["table3", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("+ python -m cmrepro.train -m experiment=table3/best/cifar100_sgd,")
