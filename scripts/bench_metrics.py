@@ -17,9 +17,7 @@ validation pass). Prints a table and writes JSON. Example:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_json import write_bench_json  # noqa: E402  (beside this script)
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
@@ -193,16 +192,7 @@ def main() -> None:
         print(f"  {name:55s} {'-' if seconds is None else f'{seconds:10.3f} s'}")
     print(f"  overhead per epoch: {100 * result['overhead_fraction_of_epoch']:.1f}%")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(
-            device=str(device),
-            torch=torch.__version__,
-            threads=torch.get_num_threads(),
-            platform=platform.platform(),
-            load_average=os.getloadavg(),
-            overrides=args.overrides,
-        )
-        args.out.write_text(json.dumps(dict(meta=meta, results=[result]), indent=2) + "\n")
+        write_bench_json(args.out, device, [result], load_average=os.getloadavg(), overrides=args.overrides)
         print(f"wrote {args.out}")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import torchvision
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_json import write_bench_json  # noqa: E402  (beside this script)
 
 from cmrepro.optim import SAM, SGDCG, SGDCM, AdamCG, AdamCM  # noqa: E402
 
@@ -210,19 +211,7 @@ def main() -> None:
         sb = f"{r['state_bytes_per_param']:.1f}" if r.get("state_bytes_per_param") else "-"
         print(f"{r['optimizer']:32s} {r['median_ms']:10.2f} {r['min_ms']:9.2f} {fx:>10s} {fu:>8s} {sb:>14s}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(
-            device=str(device),
-            torch=torch.__version__,
-            threads=torch.get_num_threads(),
-            n_params=n_params,
-            n_tensors=110,
-            platform=platform.platform(),
-            repeats=args.repeats,
-            gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        )
-        args.out.write_text(json.dumps(dict(meta=meta, results=results), indent=2))
-        print(f"wrote {args.out}")
+        write_bench_json(args.out, device, results, n_params=n_params, n_tensors=110, repeats=args.repeats)
 
 
 if __name__ == "__main__":

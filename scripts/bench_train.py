@@ -15,8 +15,6 @@ writes JSON. Example:
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_json import write_bench_json  # noqa: E402  (beside this script)
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
@@ -134,12 +133,7 @@ def main() -> None:
             f"{r['seconds_per_100_steps']:12.1f} {r['steps_per_epoch']:12d} {r['estimated_epoch_minutes']:10.1f}"
         )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(
-            device=str(device), torch=torch.__version__, threads=torch.get_num_threads(), platform=platform.platform()
-        )
-        args.out.write_text(json.dumps(dict(meta=meta, results=rows), indent=2))
-        print(f"wrote {args.out}")
+        write_bench_json(args.out, device, rows)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,7 @@ def test_figure10_takes_the_best_grid_setting_for_each_batch_and_buffer_size(tmp
     assert png.stat().st_size > 10_000
     cells = pd.read_csv(table)
     assert list(cells["study"]) == ["batch_size", "batch_size", "topC", "topC"]
+    assert list(cells["value"]) == [64, 128, 1, 5]
     assert list(cells["mean"]) == pytest.approx([89.36, 88.72, 89.99, 89.95])
     assert cells["setting"].str.contains("lr=0.001 ").all()
     assert captured["figure10.png"][0][2] == ["64", "128"] and captured["figure10.png"][1][2] == ["1", "5"]
@@ -142,9 +143,9 @@ def test_figure19_and_figure20_with_table14_beside_the_paper(tmp_path, captured)
     config = config_of("figure20/cifar10_adam", tmp_path)
     for lr, accuracies in ((0.01, (93.0, 94.0)), (0.001, (93.5, 93.5))):
         for seed, accuracy in enumerate(accuracies):
-            rows = [
-                {"epoch": 1, "val_accuracy": accuracy - 1, "sharpness": lr * 100},
-                {"epoch": 2, "val_accuracy": accuracy},
+            rows = [  # each row's lr is the epoch's: decayed after epoch 1
+                {"epoch": 1, "val_accuracy": accuracy - 1, "sharpness": lr * 100, "lr": lr},
+                {"epoch": 2, "val_accuracy": accuracy, "sharpness": lr * 50, "lr": lr / 10},
             ]
             fake_run(tmp_path / "runs", config, rows, seed=seed, **{"optimizer.lr": lr})
     (png19,) = analysis.FIGURES["figure19"](tmp_path / "runs", tmp_path / "figures")

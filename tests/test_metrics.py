@@ -123,6 +123,8 @@ def test_language_model_sharpness_is_the_exact_top_hessian_eigenvalue():
     loss = loss_for("language_model")
     exact = exact_top_eigenvalue(model, batches, loss)
     assert sharpness(model, batches, loss, tol=1e-4, max_iterations=200).value == pytest.approx(exact, rel=1e-2)
+    assert len(loss.split(batches[0], 2)) == 2  # language-model batches are cut along their sequences
+    assert np.isfinite(m_sharpness(model, batches, loss, m=2, radius=0.05))
 
 
 class Quadratic(nn.Module):

@@ -8,6 +8,7 @@ float32 and without the optimizer around it: the train steps of
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,8 +25,12 @@ class BatchLoss:
 
     loss: Callable[[nn.Module, Batch], Tensor]  # mean loss over the batch's examples (or tokens)
     batch_dim: int  # the dimension that indexes examples (sequences for language models)
-    # cuDNN's LSTM kernels have no double backward: Hessian-vector products need the native ones.
+    # cuDNN's LSTM kernels have no double backward and no backward in eval mode.
     needs_native_kernels: bool = False
+
+    def kernels(self) -> contextlib.AbstractContextManager:
+        """Where to differentiate this task's loss: without cuDNN where it cannot."""
+        return torch.backends.cudnn.flags(enabled=False) if self.needs_native_kernels else contextlib.nullcontext()
 
     def size(self, batch: Batch) -> int:
         """Number of terms the batch's loss averages over."""
@@ -36,9 +41,6 @@ class BatchLoss:
         x, y = batch
         count = x.shape[self.batch_dim] // m
         return [(x.narrow(self.batch_dim, i * m, m), y.narrow(self.batch_dim, i * m, m)) for i in range(count)]
-
-    def examples(self, batch: Batch) -> int:
-        return batch[0].shape[self.batch_dim]
 
 
 def _classification_loss(model: nn.Module, batch: Batch) -> Tensor:

@@ -36,7 +36,7 @@ def m_sharpness(model: nn.Module, batches: Sequence[Batch], loss: BatchLoss, *, 
     params = trainable_parameters(model)
     device = params[0].device
     increases = []
-    with evaluation_mode(model), restored_parameters(params) as restore:
+    with evaluation_mode(model), loss.kernels(), restored_parameters(params) as restore:
         for batch in batches:
             for mini in loss.split(on_device(batch, device), m):
                 increases.append(_worst_case_increase(model, params, mini, loss, radius))

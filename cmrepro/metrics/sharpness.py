@@ -16,7 +16,6 @@ that the curve over epochs is not noise.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -141,7 +140,6 @@ def sharpness(
     generator = generator or torch.Generator().manual_seed(0)
     params = trainable_parameters(model)
     start = [torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params]
-    native = torch.backends.cudnn.flags(enabled=False) if loss.needs_native_kernels else contextlib.nullcontext()
-    with evaluation_mode(model), native:
+    with evaluation_mode(model), loss.kernels():
         product = hessian_vector_product(model, params, batches, loss)
         return top_eigenvalue(product, start, tol=tol, max_iterations=max_iterations)

@@ -16,10 +16,9 @@ from .table_report import TABLES, write_grid_report, write_table_report
 
 
 def _figures() -> dict:
-    try:  # TEMPORARY until analysis.py lands
-        from .analysis import FIGURES
-    except ModuleNotFoundError:
-        return {}
+    # Imported on use: the analysis figures need matplotlib's full import, tables do not.
+    from .analysis import FIGURES
+
     return FIGURES
 
 

@@ -70,7 +70,7 @@ def figure9(runs_root: Path, out_dir: Path) -> list[Path]:
         return _nothing("figure9", runs_root)
     final = rows.dropna(subset=["sharpness"]).sort_values("epoch").groupby("run_dir")["sharpness"].last()
     runs = runs.assign(final_sharpness=runs["run_dir"].map(final)).dropna(subset=["final_sharpness"])
-    cells = _mean_std(runs, ["dataset", "topC"], "final_sharpness")
+    cells = _mean_std(runs.astype({"topC": int}), ["dataset", "topC"], "final_sharpness")
     figure, ax = plt.subplots(figsize=(5, 3.5))
     _grouped_bars(ax, cells, "topC", lambda c: f"C={int(c)}")
     _decorate(ax, "Final sharpness", log=True, xlabel="")
@@ -94,9 +94,10 @@ def figure10(runs_root: Path, out_dir: Path) -> list[Path]:
             _grouped_bars(ax, cells, varied, lambda v: f"{int(v)}")
         _decorate(ax, "Best validation accuracy (%)", log=False, xlabel="", legend_title=label)
         ax.set_title(f"{label}{_scale_note(runs)}")
-        chosen.append(cells.assign(study=varied))
+        chosen.append(cells.rename(columns={varied: "value"}).assign(study=varied))
     figure.suptitle("Figure 10: Adam+CM")
-    return [_save(figure, out_dir / "figure10.png"), _csv(pd.concat(chosen), out_dir / "figure10.csv")]
+    table = pd.concat(chosen)[["study", "dataset", "value", "mean", "std", "runs", "setting"]]
+    return [_save(figure, out_dir / "figure10.png"), _csv(table.astype({"value": int}), out_dir / "figure10.csv")]
 
 
 def best_setting_per_value(runs: pd.DataFrame, varied: str) -> pd.DataFrame:
@@ -134,7 +135,7 @@ def figure20(runs_root: Path, out_dir: Path) -> list[Path]:
     if rows.empty:
         return _nothing("figure20", runs_root)
     figure, ax = plt.subplots(figsize=(5, 3.8))
-    for lr, group in sorted(rows.groupby("lr"), key=lambda item: -item[0]):
+    for lr, group in sorted(rows.groupby("run_lr"), key=lambda item: -item[0]):
         _curve(ax, group, "sharpness", f"lr={lr:g}", None)
     _decorate(ax, "Sharpness", log=True)
     ax.set_title(f"Figure 20: Adam on {'/'.join(dict.fromkeys(rows['dataset']))}{_scale_note(rows)}")
@@ -171,10 +172,17 @@ FIGURES: dict[str, Callable[[Path, Path], list[Path]]] = {
 
 
 def _metrics_of(runs_root: Path, table: str) -> pd.DataFrame:
-    """Every logged epoch of ``table``'s runs, finished or not (a curve so far is still a curve)."""
+    """Every logged epoch of ``table``'s runs, finished or not (a curve so far is still a curve).
+
+    ``run_lr`` is the run's configured learning rate: the rows' own ``lr`` is the epoch's,
+    after the schedule's decays.
+    """
     runs = load_runs(runs_root)
-    metrics = load_metrics(runs_root, runs[runs["table"] == table])
-    return metrics if "epoch" in metrics else metrics.iloc[0:0]
+    runs = runs[runs["table"] == table]
+    metrics = load_metrics(runs_root, runs)
+    if "epoch" not in metrics:
+        return metrics.iloc[0:0]
+    return metrics.assign(run_lr=metrics["run_dir"].map(runs.set_index("run_dir")["lr"]))
 
 
 def _finished(runs_root: Path, *tables: str) -> pd.DataFrame:
