@@ -29,6 +29,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from .report.__main__ import main as report_main
+from .report.runs import load_runs
 from .report.table_report import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,18 +121,32 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(command[4][:200])
     if args.dry_run:
         return 0
-    # Where the runs went (conf/config.yaml, conf/scale/smoke.yaml, or the command line);
-    # the report goes beside them: results/tables, results/smoke/tables, ...
-    default = ROOT / "results" / ("smoke/runs" if args.scale == "smoke" else "runs")
-    runs = Path(next((o.split("=", 1)[1] for o in args.overrides if o.startswith("paths.output_dir=")), default))
-    report = ["--runs", str(runs), "--out", str(runs.parent), *(["--grid"] if args.grid else [])]
-    print("+ " + shlex.join(["python", "-m", "cmrepro.report", args.table, *report]), flush=True)
-    from .report.__main__ import main as report_main
-
-    report_failed = report_main([args.table, *report]) != 0
     if failed:
         print(f"cmrepro.reproduce: {len(failed)} multiruns failed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed or report_failed else 0
+    return 1 if report_and_count(args) or failed else 0
+
+
+def report_and_count(args: argparse.Namespace) -> int:
+    """Write the table's report beside its runs; the number of its runs that did not end (neither
+    done nor diverged), said in one line, so that a target exits non-zero when cells are missing."""
+    # Where the runs went (conf/config.yaml, conf/scale/smoke.yaml, or the command line).
+    default = ROOT / "results" / ("smoke/runs" if args.scale == "smoke" else "runs")
+    runs_root = Path(next((o.split("=", 1)[1] for o in args.overrides if o.startswith("paths.output_dir=")), default))
+    report = ["--runs", str(runs_root), "--out", str(runs_root.parent), *(["--grid"] if args.grid else [])]
+    print("+ " + shlex.join(["python", "-m", "cmrepro.report", args.table, *report]), flush=True)
+    if report_main([args.table, *report]) != 0:
+        return 1
+    runs = load_runs(runs_root)
+    runs = runs[(runs["table"] == args.table) & (runs["kind"] == ("grid" if args.grid else "best"))]
+    unfinished = runs[~runs["status"].isin(["done", "diverged"])]
+    if len(unfinished):
+        print(
+            f"cmrepro.reproduce: {len(unfinished)} of {len(runs)} {args.table} runs did not finish "
+            f"({', '.join(f'{n} {s}' for s, n in unfinished['status'].value_counts().items())}); "
+            f"see the report in {runs_root.parent / 'tables'}",
+            file=sys.stderr,
+        )
+    return len(unfinished)
 
 
 if __name__ == "__main__":

@@ -195,8 +195,18 @@ def test_figure8_runs_use_the_papers_best_cifar100_settings(tmp_path):
             assert optimizer.get(key) == (type(optimizer[key])(row[key]) if row[key] else None)
 
 
-def test_the_smoke_pipeline_trains_and_draws_figure8(tmp_path):
-    """What `make figure8-smoke` does, cut to one run of one epoch."""
+@pytest.mark.parametrize(
+    "figure, experiment",
+    [
+        ("figure8", "figure8/cifar100_adam_cm"),
+        ("figure9", "figure9/cifar10_adam_cm"),
+        ("figure10", "figure10/cifar10_buffer_size"),
+        ("figure19", "figure19/cifar10"),
+        ("figure20", "figure20/cifar10_adam"),
+    ],
+)
+def test_the_smoke_pipeline_trains_and_draws_each_figure(figure, experiment, tmp_path):
+    """What `make <figure>-smoke` does, cut to one run of one step: train on stand-in data, then draw."""
     smoke = [
         "scale=smoke",
         "trainer.epochs=1",
@@ -206,9 +216,10 @@ def test_the_smoke_pipeline_trains_and_draws_figure8(tmp_path):
         "metrics.sharpness.max_iterations=1",
         "metrics.m_sharpness.batches=1",
     ]
-    run_dir = tmp_path / "runs" / "cifar100" / "adam_cm"
-    cfg = compose_run(["experiment=figure8/cifar100_adam_cm", *smoke], run_dir)
+    run_dir = tmp_path / "runs" / experiment
+    cfg = compose_run([f"experiment={experiment}", *smoke], run_dir)
     check_config(cfg)
     assert train(cfg, run_dir)["status"] == "done"
-    (png,) = analysis.FIGURES["figure8"](tmp_path / "runs", tmp_path / "figures")
-    assert png.name == "figure8_cifar100.png" and png.stat().st_size > 10_000
+    written = analysis.FIGURES[figure](tmp_path / "runs", tmp_path / "figures")
+    pngs = [path for path in written if path.suffix == ".png"]
+    assert pngs and all(path.name.startswith(figure) and path.stat().st_size > 10_000 for path in pngs), written

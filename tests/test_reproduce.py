@@ -3,19 +3,19 @@ table target end to end at smoke scale (sweep with joblib, skip on re-run, repor
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 
 import pandas as pd
+from run_fixtures import write_run
 from train_helpers import ROOT, run_cli
 
-from cmrepro.reproduce import commands, main
+from cmrepro.reproduce import commands, main, report_and_count
 
 
 def _commands(argv: list[str]) -> list[list[str]]:
-    import argparse
-
     parser = argparse.ArgumentParser()
     parser.add_argument("table")
     parser.add_argument("--grid", action="store_true")
@@ -90,3 +90,15 @@ def test_table3_smoke_target_end_to_end_and_idempotent(tmp_path):
 def test_dry_run_prints_the_commands(capsys):
     assert main(["table3", "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("+ python -m cmrepro.train -m experiment=table3/best/cifar100_sgd,")
+
+
+def test_runs_that_did_not_end_are_counted_for_the_exit_code(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs, "done", table="table3", optimizer="sgd")
+    write_run(runs, "diverged", table="table3", optimizer="sgd_cm", status="diverged")  # an outcome, not an error
+    write_run(runs, "failed", table="table3", optimizer="sgd_cg", status="failed")
+    write_run(runs, "other", table="table2", status="failed")  # another table's
+    args = argparse.Namespace(table="table3", grid=False, scale="full", overrides=[f"paths.output_dir={runs}"])
+    assert report_and_count(args) == 1
+    assert "1 of 3 table3 runs did not finish (1 failed)" in capsys.readouterr().err
+    assert (tmp_path / "tables" / "table3.md").exists()
