@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Time training steps of each real configuration on synthetic batches of its shape.
 
-For cifar10, cifar100, imagenet and ptb: the model, optimizer (adam_cm by
-default), batch size and input shape of the dataset's config, the training
+For cifar10, cifar100, imagenet, ptb and the task streams tinyimagenet and
+five_datasets: the model, optimizer (adam_cm by default), batch size and input
+shape of the dataset's config (a stream's model without its per-task heads), the training
 step of ``cmrepro.training`` (forward, backward, clipping where configured,
 optimizer step), on random batches of the real shapes: no data needed.
 Reports seconds per 100 steps and the estimated time of one real epoch
-(steps per epoch from the paper's dataset sizes, Table 6). Prints a table and
+(steps per epoch from the paper's dataset sizes, Table 6; for a stream, one
+epoch of each of its tasks). Prints a table and
 writes JSON. Example:
 
     python scripts/bench_train.py --out results/bench/train_cpu.json
+    python scripts/bench_train.py --datasets tinyimagenet five_datasets --out results/bench/train_streams_cpu.json
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ DATASETS = {
     "cifar100": dict(train=40_000, spec=ModelSpec("classification", num_classes=100)),
     "imagenet": dict(train=1_281_167, spec=ModelSpec("classification", num_classes=1000)),
     "ptb": dict(train=929_589, spec=ModelSpec("language_model", vocab_size=10_000)),
+    # Task streams: training images of one epoch of every task (nine tenths of each training
+    # set; notMNIST_small's ~18,724 readable images first lose a tenth to its test split).
+    "tinyimagenet": dict(train=90_000, spec=ModelSpec("classification", num_classes=200, image_size=64)),
+    "five_datasets": dict(
+        train=int(0.9 * (50_000 + 60_000 + 60_000 + 73_257) + 0.81 * 18_724),
+        spec=ModelSpec("classification", num_classes=50),
+    ),
 }
 
 

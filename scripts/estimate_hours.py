@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Device-hours of `make reproduce-table2/3` and `make grid-table2/3` at full scale, from
+"""Device-hours of `make reproduce-table2/3/4` and `make grid-table2/3/4` at full scale, from
 measured training-step times.
 
 Reads the JSON of scripts/bench_train.py (seconds per training step of each dataset's
@@ -11,7 +11,9 @@ figures are lower bounds. `--step dataset=seconds` replaces a measured time (e.g
 measured on another machine). Prints a table and writes JSON:
 
     python scripts/bench_train.py --device cuda --out results/bench/train_cuda.json
-    python scripts/estimate_hours.py results/bench/train_cuda.json --out results/bench/hours_cuda.json
+    python scripts/bench_train.py --device cuda --datasets tinyimagenet five_datasets \
+        --out results/bench/streams_cuda.json
+    python scripts/estimate_hours.py results/bench/train_cuda.json results/bench/streams_cuda.json
 """
 
 from __future__ import annotations
@@ -45,13 +47,20 @@ def epochs_of(dataset: str) -> int:
     return OmegaConf.load(ROOT / "conf" / "dataset" / f"{dataset}.yaml").trainer.epochs
 
 
+def dataset_and_optimizer(experiment: str) -> tuple[str, str]:
+    """``table4/best/five_datasets_adam_cm`` -> ``("five_datasets", "adam_cm")``."""
+    config = OmegaConf.load(ROOT / "conf" / "experiment" / f"{experiment}.yaml")
+    overrides = dict(next(iter(entry.items())) for entry in config.defaults)
+    return overrides["override /dataset"], overrides["override /optimizer"]
+
+
 def estimate(step_seconds: dict[str, float], steps_per_epoch: dict[str, int]) -> list[dict]:
     rows = []
-    for table in ("table2", "table3"):
+    for table in ("table2", "table3", "table4"):
         for kind in ("best", "grid"):
             hours: dict[str, float] = {}
             for name in experiments(table, kind):
-                dataset, optimizer = name.rsplit("/", 1)[1].split("_", 1)
+                dataset, optimizer = dataset_and_optimizer(name)
                 if dataset not in step_seconds:
                     hours[dataset] = math.nan
                     continue
@@ -65,30 +74,35 @@ def estimate(step_seconds: dict[str, float], steps_per_epoch: dict[str, int]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bench", type=Path, help="JSON written by scripts/bench_train.py")
+    parser.add_argument("bench", type=Path, nargs="+", help="JSON written by scripts/bench_train.py")
     parser.add_argument("--step", action="append", default=[], help="dataset=seconds per step, replacing a measure")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    bench = json.loads(args.bench.read_text())
-    step_seconds = {row["dataset"]: row["seconds_per_step"] for row in bench["results"]}
-    steps_per_epoch = {row["dataset"]: row["steps_per_epoch"] for row in bench["results"]}
+    benches = [json.loads(path.read_text()) for path in args.bench]
+    results = [row for bench in benches for row in bench["results"]]
+    step_seconds = {row["dataset"]: row["seconds_per_step"] for row in results}
+    steps_per_epoch = {row["dataset"]: row["steps_per_epoch"] for row in results}
     for item in args.step:
         dataset, seconds = item.split("=")
         step_seconds[dataset] = float(seconds)
     rows = estimate(step_seconds, steps_per_epoch)
 
-    device = bench["meta"]["device"]
+    device = ", ".join(sorted({bench["meta"]["device"] for bench in benches}))
     datasets = list(steps_per_epoch)
     replaced = f"; step times replaced: {', '.join(args.step)}" if args.step else ""
-    print(f"device-hours on {device} (from {args.bench}{replaced}; evaluation and data loading not counted)")
-    print(f"{'target':18s}" + "".join(f"{name:>12s}" for name in datasets) + f"{'total':>12s}")
+    sources = ", ".join(map(str, args.bench))
+    print(f"device-hours on {device} (from {sources}{replaced}; evaluation and data loading not counted)")
+    print(f"{'target':18s}" + "".join(f"{name:>14s}" for name in datasets) + f"{'total':>14s}")
     for row in rows:
-        cells = "".join(f"{row['hours'].get(name, 0.0):12.1f}" for name in datasets)
-        print(f"{row['target']:18s}{cells}{row['total']:12.1f}")
+        cells = "".join(f"{row['hours'].get(name, 0.0):14.1f}" for name in datasets)
+        print(f"{row['target']:18s}{cells}{row['total']:14.1f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            json.dumps({"meta": {**bench["meta"], "step_seconds": step_seconds}, "rows": rows}, indent=2)
+            json.dumps(
+                {"meta": {"sources": [b["meta"] for b in benches], "step_seconds": step_seconds}, "rows": rows},
+                indent=2,
+            )
         )
 
 

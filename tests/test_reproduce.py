@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from run_fixtures import write_run
 from train_helpers import ROOT, run_cli
 
@@ -102,3 +103,23 @@ def test_runs_that_did_not_end_are_counted_for_the_exit_code(tmp_path, capsys):
     assert report_and_count(args) == 1
     assert "1 of 3 table3 runs did not finish (1 failed)" in capsys.readouterr().err
     assert (tmp_path / "tables" / "table3.md").exists()
+
+
+def test_estimated_hours_are_runs_times_epochs_times_steps(tmp_path):
+    bench = {
+        "meta": {"device": "test"},
+        "results": [{"dataset": "cifar10", "seconds_per_step": 0.01, "steps_per_epoch": 625}],
+    }
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    done = subprocess.run(
+        [sys.executable, "scripts/estimate_hours.py", str(tmp_path / "bench.json"), "--out", str(tmp_path / "h.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {row["target"]: row for row in json.loads((tmp_path / "h.json").read_text())["rows"]}
+    # Table 3 on CIFAR10: 3 optimizers x 5 seeds x 100 epochs x 625 steps x 0.01 s, none of them SAM.
+    assert rows["reproduce-table3"]["hours"]["cifar10"] == pytest.approx(15 * 100 * 625 * 0.01 / 3600)
+    # Table 2 on CIFAR10: 3 plain and 2 SAM optimizers (counted twice) x 5 seeds.
+    assert rows["reproduce-table2"]["hours"]["cifar10"] == pytest.approx((3 + 2 * 2) * 5 * 100 * 625 * 0.01 / 3600)
