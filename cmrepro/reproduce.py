@@ -22,11 +22,13 @@ target runs in minutes on a CPU.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from .report.__main__ import main as report_main
@@ -46,26 +48,32 @@ def experiments(table: str, kind: str) -> list[str]:
     return [f"{table}/{kind}/{path.stem}" for path in sorted(folder.glob("*.yaml"))]
 
 
+def sweep_choices(experiment: str) -> dict[str, list[str]]:
+    """Each swept key of the experiment and its values as command-line strings, parsed by
+    Hydra's own override parser (so ``[0.9,0.99],[0.9,0.999]`` is two pairs)."""
+    lines = [f"{key}={value}" for key, value in sweep_params(experiment).items()]
+    choices = {}
+    for override in OverridesParser.create().parse_overrides(lines):
+        sweep = override.is_sweep_override()
+        choices[override.key_or_group] = (
+            list(override.sweep_string_iterator()) if sweep else [override.get_value_element_as_str()]
+        )
+    return choices
+
+
+def sweep_size(experiment: str) -> int:
+    """How many runs the experiment's multirun makes."""
+    return math.prod(len(values) for values in sweep_choices(experiment).values())
+
+
 def smoke_grid_overrides(experiment: str) -> list[str]:
     """Command-line values that narrow the experiment's grid (its ``hydra.sweeper.params``);
     a command-line value replaces the swept one for the same key."""
     overrides = []
-    for key, values in sweep_params(experiment).items():
-        choices = _split_choices(values)
+    for key, choices in sweep_choices(experiment).items():
         keep = SMOKE_GRID_LRS if key == "optimizer.lr" else 1
         overrides.append(f"{key}={','.join(choices[:keep])}")
     return overrides
-
-
-def _split_choices(values: str) -> list[str]:
-    """``"0.1,0.01"`` -> ``["0.1", "0.01"]``; ``"[0.9,0.99],[0.9,0.999]"`` -> the two pairs."""
-    choices, depth, start = [], 0, 0
-    for position, character in enumerate(values):
-        depth += {"[": 1, "]": -1}.get(character, 0)
-        if character == "," and depth == 0:
-            choices.append(values[start:position])
-            start = position + 1
-    return [*choices, values[start:]]
 
 
 def launcher_overrides(launcher: str, jobs: int) -> list[str]:

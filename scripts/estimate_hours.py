@@ -29,18 +29,9 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cmrepro.reproduce import experiments, sweep_params  # noqa: E402
+from cmrepro.reproduce import experiments, sweep_size  # noqa: E402
 
 SAM_STEP_FACTOR = 2  # SAM's ascent pass doubles the forward-backward work of a step
-
-
-def runs_of(experiment: str) -> int:
-    """How many runs the experiment's multirun makes (the product of its sweep's choices)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = sweep_params(experiment)
-    overrides = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
-    return math.prod(len(list(override.sweep_iterator())) for override in overrides)
 
 
 def epochs_of(dataset: str) -> int:
@@ -65,7 +56,7 @@ def estimate(step_seconds: dict[str, float], steps_per_epoch: dict[str, int]) ->
                     hours[dataset] = math.nan
                     continue
                 factor = SAM_STEP_FACTOR if "sam" in optimizer else 1
-                steps = runs_of(name) * epochs_of(dataset) * steps_per_epoch[dataset]
+                steps = sweep_size(name) * epochs_of(dataset) * steps_per_epoch[dataset]
                 hours[dataset] = hours.get(dataset, 0.0) + steps * step_seconds[dataset] * factor / 3600
             target = f"{'reproduce' if kind == 'best' else 'grid'}-{table}"
             rows.append({"target": target, "hours": hours, "total": sum(hours.values())})

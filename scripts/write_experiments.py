@@ -24,23 +24,14 @@ from itertools import product
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# The paper's optimizer and dataset names -> cmrepro's config names.
+from cmrepro.report.tables import DATASET_NAMES, OPTIMIZER_NAMES  # noqa: E402
+
 PAPER = ROOT / "results" / "paper"
 EXPERIMENTS = ROOT / "conf" / "experiment"
 SEEDS = "0,1,2,3,4"  # "All results presented in this section are averaged across five seeds."
-
-# The paper's optimizer and dataset names -> cmrepro's config names.
-OPTIMIZERS = {
-    "Adam": "adam",
-    "Adam+CG": "adam_cg",
-    "Adam+SAM": "adam_sam",
-    "Adam+CM": "adam_cm",
-    "Adam+SAM+CM": "adam_sam_cm",
-    "SGD": "sgd",
-    "SGD+CG": "sgd_cg",
-    "SGD+CM": "sgd_cm",
-}
-DATASETS = {"ptb": "ptb", "cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet",
-            "tinyimagenet": "tinyimagenet", "5-dataset": "five_datasets"}  # fmt: skip
 
 # Which hyperparameters each optimizer searches (Appendix A.2.2; SGD's as its update rule has them).
 SEARCHED = {
@@ -77,12 +68,13 @@ def read_csv(name: str) -> list[dict[str, str]]:
 
 def best_settings() -> dict[tuple[str, str], dict[str, str]]:
     """(dataset, optimizer) -> the paper's best hyperparameters (empty cells dropped)."""
+    tables = {best for _, bests, _, _ in TABLES.values() for best in bests}  # not Table 11's toy surfaces
     settings = {}
     for row in read_csv("best_hyperparameters.csv"):
-        if row["dataset"] not in DATASETS:
-            continue  # the toy surfaces of Table 11
-        values = {key: row[key] for key in ("lr", "beta1", "beta2", "topC", "decay", "rho") if row[key]}
-        settings[(DATASETS[row["dataset"]], OPTIMIZERS[row["optimizer"]])] = values
+        if row["table"] in tables:
+            values = {key: row[key] for key in ("lr", "beta1", "beta2", "topC", "decay", "rho") if row[key]}
+            dataset = DATASET_NAMES.get(row["dataset"], row["dataset"])
+            settings[(dataset, OPTIMIZER_NAMES[row["optimizer"]])] = values
     return settings
 
 

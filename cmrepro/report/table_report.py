@@ -11,7 +11,16 @@ from .curves import plot_validation_curves
 from .render import latex_table, markdown_table
 from .runs import load_metrics, load_runs, setting_label
 from .speedup import WINDOW, speedup_cells
-from .tables import PAPER_OPTIMIZER, SEEDS_PER_CELL, best_cells, compare, grid_choice, paper_cells, paper_layout
+from .tables import (
+    PAPER_DATASET,
+    PAPER_OPTIMIZER,
+    SEEDS_PER_CELL,
+    best_cells,
+    compare,
+    grid_choice,
+    paper_cells,
+    paper_layout,
+)
 
 PAPER_BEST_SETTINGS = Path(__file__).resolve().parents[2] / "results" / "paper" / "best_hyperparameters.csv"
 TABLES = ("table2", "table3", "table4")
@@ -75,7 +84,8 @@ def write_grid_report(table: str, runs_root: Path, tables_dir: Path) -> list[Pat
     best mean validation metric, how many settings were tried, and the paper's best setting."""
     runs = load_runs(runs_root)
     chosen = grid_choice(runs, table)
-    chosen["paper_setting"] = [_paper_setting(row.dataset, row.optimizer) for row in chosen.itertuples()]
+    paper = pd.read_csv(PAPER_BEST_SETTINGS)
+    chosen["paper_setting"] = [_paper_setting(paper, row.dataset, row.optimizer) for row in chosen.itertuples()]
     tables_dir.mkdir(parents=True, exist_ok=True)
     paths = [tables_dir / f"{table}_grid.md", tables_dir / f"{table}_grid.csv"]
     columns = ["dataset", "optimizer", "setting", "metric", "mean", "runs", "not_done", "settings_tried"]
@@ -88,9 +98,9 @@ def write_grid_report(table: str, runs_root: Path, tables_dir: Path) -> list[Pat
     return paths
 
 
-def _paper_setting(dataset: str, optimizer: str) -> str:
-    paper = pd.read_csv(PAPER_BEST_SETTINGS)
-    paper_dataset = {"five_datasets": "5-dataset"}.get(dataset, dataset)
+def _paper_setting(paper: pd.DataFrame, dataset: str, optimizer: str) -> str:
+    """The paper's best setting of (dataset, optimizer) from best_hyperparameters.csv, as a label."""
+    paper_dataset = PAPER_DATASET.get(dataset, dataset)
     rows = paper[(paper["dataset"] == paper_dataset) & (paper["optimizer"] == PAPER_OPTIMIZER.get(optimizer))]
     if rows.empty:
         return "not published"

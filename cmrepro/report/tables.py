@@ -24,6 +24,7 @@ OPTIMIZER_NAMES = {
 }  # fmt: skip
 DATASET_NAMES = {"5-dataset": "five_datasets"}  # everything else is spelled the same
 PAPER_OPTIMIZER = {ours: paper for paper, ours in OPTIMIZER_NAMES.items()}
+PAPER_DATASET = {ours: paper for paper, ours in DATASET_NAMES.items()}
 # Metrics where lower is better; for the others higher is.
 LOWER_IS_BETTER = ("val_perplexity", "val_loss")
 
