@@ -188,6 +188,29 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
 
 
+def test_a_failed_checkpoint_write_is_a_checkpoint_error_that_keeps_the_last_one(tmp_path, monkeypatch):
+    import cmrepro.training.checkpoint as checkpoint
+
+    real_save, calls = torch.save, []
+
+    def disk_full_on_second_save(payload, file):
+        calls.append(payload["epoch"])
+        if len(calls) == 2:  # what torch.save raises when the disk fills mid-write
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 8950 vs 8900")
+        real_save(payload, file)
+
+    cfg = compose_run(["dataset=synthetic_image", *QUICK, "trainer.epochs=2", "trainer.max_steps_per_epoch=1"], tmp_path)
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full_on_second_save)
+    with pytest.raises(CheckpointError, match=r"could not write checkpoint .*checkpoint.pt .*unexpected pos.* MiB free"):
+        train(cfg, tmp_path)
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert not list(tmp_path.glob("*.tmp"))
+    result = train(cfg, tmp_path)  # space freed: the run resumes from epoch 1
+    assert result["status"] == "done" and len(_metrics(tmp_path / "metrics.jsonl")) == 2
+
+
 def test_resuming_with_another_config_is_refused(tmp_path):
     cfg = compose_run(
         [
@@ -261,15 +284,15 @@ def test_bf16_run_on_cuda(tmp_path):
 REAL_FORMATS = {
     "cifar10": (
         lambda root: data_fixtures.write_cifar10(root, n_train=80, n_test=10),
-        ["dataset.val_size=16", "dataset.batch_size=16", "model=resnet18"],
+        ["dataset.val_size=16", "dataset.batch_size=16", "model=resnet18", "model.width=0.125"],
     ),
     "cifar100": (
         lambda root: data_fixtures.write_cifar100(root, n_train=80, n_test=10),
-        ["dataset.val_size=16", "dataset.batch_size=16", "model=resnet18", "dataset.use_test=true"],
+        ["dataset.val_size=16", "dataset.batch_size=16", "model=resnet18", "dataset.use_test=true", "model.width=0.125"],
     ),
     "imagenet": (
         lambda root: data_fixtures.write_imagefolder(root, classes=["n01", "n02", "n03"], per_class=4),
-        ["dataset.image_size=16", "dataset.resize=18", "dataset.batch_size=4", "model=resnet18"],
+        ["dataset.image_size=16", "dataset.resize=18", "dataset.batch_size=4", "model=resnet18", "model.width=0.125"],
     ),
     "ptb": (lambda root: data_fixtures.write_ptb(root), ["dataset.batch_size=4", "dataset.eval_batch_size=2"]),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,9 @@ class CheckpointError(Exception):
 def save_atomic(payload: dict, path: Path) -> None:
     """Write ``payload`` next to ``path`` and rename it into place.
 
-    A run killed while saving leaves the previous checkpoint intact.
+    A run killed while saving leaves the previous checkpoint intact. A write that
+    fails (a full disk shows up from torch.save as "unexpected pos ...") is a
+    CheckpointError naming the file and the space left, not torch's message alone.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -28,9 +31,19 @@ def save_atomic(payload: dict, path: Path) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, (OSError, RuntimeError)):
+            free_mib = shutil.disk_usage(path.parent).free / 2**20
+            raise CheckpointError(
+                f"could not write checkpoint {path} ({type(error).__name__}: {_first_line(error)}); "
+                f"{free_mib:.0f} MiB free on its disk; the previous checkpoint, if any, is intact"
+            ) from error
         raise
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [""])[0][:120]
 
 
 def load_checkpoint(path: Path) -> dict | None:
@@ -42,7 +55,7 @@ def load_checkpoint(path: Path) -> dict | None:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # any unpickling failure means the same thing here
         raise CheckpointError(
-            f"checkpoint {path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+            f"checkpoint {path} is unreadable ({type(error).__name__}: {_first_line(error)}); "
             "delete it to restart the run from scratch"
         ) from error
     missing = {"epoch", "model", "optimizer", "scheduler", "rng"} - set(payload) if isinstance(payload, dict) else None
