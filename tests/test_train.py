@@ -199,9 +199,13 @@ def test_a_failed_checkpoint_write_is_a_checkpoint_error_that_keeps_the_last_one
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 8950 vs 8900")
         real_save(payload, file)
 
-    cfg = compose_run(["dataset=synthetic_image", *QUICK, "trainer.epochs=2", "trainer.max_steps_per_epoch=1"], tmp_path)
+    cfg = compose_run(
+        ["dataset=synthetic_image", *QUICK, "trainer.epochs=2", "trainer.max_steps_per_epoch=1"], tmp_path
+    )
     monkeypatch.setattr(checkpoint.torch, "save", disk_full_on_second_save)
-    with pytest.raises(CheckpointError, match=r"could not write checkpoint .*checkpoint.pt .*unexpected pos.* MiB free"):
+    with pytest.raises(
+        CheckpointError, match=r"could not write checkpoint .*checkpoint.pt .*unexpected pos.* MiB free"
+    ):
         train(cfg, tmp_path)
     monkeypatch.setattr(checkpoint.torch, "save", real_save)
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
@@ -288,7 +292,13 @@ REAL_FORMATS = {
     ),
     "cifar100": (
         lambda root: data_fixtures.write_cifar100(root, n_train=80, n_test=10),
-        ["dataset.val_size=16", "dataset.batch_size=16", "model=resnet18", "dataset.use_test=true", "model.width=0.125"],
+        [
+            "dataset.val_size=16",
+            "dataset.batch_size=16",
+            "model=resnet18",
+            "dataset.use_test=true",
+            "model.width=0.125",
+        ],
     ),
     "imagenet": (
         lambda root: data_fixtures.write_imagefolder(root, classes=["n01", "n02", "n03"], per_class=4),
