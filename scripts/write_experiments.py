@@ -118,6 +118,11 @@ def sweep_params(optimizer: str, grid: dict[str, list[str]]) -> dict[str, str]:
     return params
 
 
+# A grid is hundreds of runs per cell, judged by result.json and metrics.jsonl:
+# their checkpoints (up to 0.7 GB each) are dropped once each run has ended.
+GRID_TRAINER = ["trainer:", "  keep_checkpoint: false"]
+
+
 def render(table: str, kind: str, dataset: str, optimizer: str, values: dict, params: dict[str, str]) -> str:
     what = "the best setting over five seeds" if kind == "best" else "the hyperparameter grid, seed 0"
     lines = [
@@ -132,6 +137,7 @@ def render(table: str, kind: str, dataset: str, optimizer: str, values: dict, pa
         f"  table: {table}",
         f"  kind: {kind}",
         *optimizer_block(optimizer, values),
+        *(GRID_TRAINER if kind == "grid" else []),
         "hydra:",
         "  sweeper:",
         "    params:",

@@ -78,6 +78,9 @@ def test_grids_expand_to_the_papers_search(experiment, jobs):
 def test_a_grid_value_reaches_the_optimizer(tmp_path):
     cfg = compose_run(["experiment=table2/grid/cifar100_adam_cm", "optimizer.betas=[0.99,0.9999]"], tmp_path)
     assert cfg["optimizer"]["betas"] == [0.99, 0.9999] and cfg["benchmark"]["kind"] == "grid"
+    # Hundreds of runs per cell: a grid drops each run's checkpoint once it has ended; best settings keep it.
+    assert cfg["trainer"]["keep_checkpoint"] is False
+    assert compose_run(["experiment=table2/best/cifar100_adam_cm"], tmp_path)["trainer"]["keep_checkpoint"] is True
 
 
 @pytest.mark.parametrize("dataset, classes", [("cifar10", 10), ("cifar100", 100), ("imagenet", 1000), ("ptb", None)])

@@ -69,6 +69,7 @@ def test_dataset_configs_select_the_papers_model_and_schedule(tmp_path):
         (["optimizer.topC=0"], "invalid optimizer.topC: 0"),
         (["optimizer=adam_sam", "optimizer.rho=0"], "invalid optimizer.rho: 0"),
         (["trainer.precision=fp8"], "invalid trainer.precision: 'fp8'"),
+        (["trainer.keep_checkpoint=1"], "invalid trainer.keep_checkpoint: 1 .must be true or false"),
         (["dataset=ptb", "model=resnet34"], "invalid model.name: 'resnet34' is a classification model"),
         (["+optimizer.foo=1"], "invalid optimizer config for 'adam_cm'"),
     ],
@@ -213,6 +214,16 @@ def test_a_failed_checkpoint_write_is_a_checkpoint_error_that_keeps_the_last_one
     assert not list(tmp_path.glob("*.tmp"))
     result = train(cfg, tmp_path)  # space freed: the run resumes from epoch 1
     assert result["status"] == "done" and len(_metrics(tmp_path / "metrics.jsonl")) == 2
+
+
+def test_an_ended_run_drops_its_checkpoint_when_asked_and_is_still_skipped(tmp_path):
+    quick = ["dataset=synthetic_image", *QUICK, "trainer.epochs=1", "trainer.lr_milestones=[]"]
+    cfg = compose_run([*quick, "trainer.max_steps_per_epoch=1", "trainer.keep_checkpoint=false"], tmp_path)
+    assert train(cfg, tmp_path)["status"] == "done"
+    assert not (tmp_path / "checkpoint.pt").exists() and (tmp_path / "metrics.jsonl").exists()
+    again = compose_run([*quick, "trainer.max_steps_per_epoch=1", "trainer.keep_checkpoint=true"], tmp_path)
+    assert train(again, tmp_path)["status"] == "done"  # recognised as the same, finished run
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_resuming_with_another_config_is_refused(tmp_path):

@@ -61,6 +61,9 @@ def _check_trainer(cfg: Mapping) -> None:
         raise ConfigError("invalid trainer.device: 'cuda' (no CUDA device is visible; use trainer.device=cpu or auto)")
     _check_choice("trainer.precision", cfg["precision"], PRECISIONS)
     _check_choice("trainer.progress", cfg["progress"], ("auto", True, False))
+    for switch in ("checkpoint", "keep_checkpoint"):
+        if not isinstance(cfg[switch], bool):
+            raise ConfigError(f"invalid trainer.{switch}: {cfg[switch]!r} (must be true or false)")
     if cfg["max_steps_per_epoch"] is not None:
         _check_int("trainer.max_steps_per_epoch", cfg["max_steps_per_epoch"], minimum=1)
 
