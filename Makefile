@@ -8,7 +8,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install test lint bench-optim reproduce-toy clean reproduce-table2 reproduce-table3 reproduce-table4 \
 	grid-table2 grid-table3 grid-table4 \
-	figure8 figure9 figure10 figure19 figure20 analysis-figures bench-metrics \
+	figure8 figure9 figure10 figure19 figure20 analysis-figures bench-metrics device-checks \
 	figure8-smoke figure9-smoke figure10-smoke figure19-smoke figure20-smoke analysis-figures-smoke
 
 install:
@@ -88,6 +88,11 @@ analysis-figures-smoke: $(ANALYSIS_FIGURES:%=%-smoke)
 
 bench-metrics:
 	$(PY) scripts/bench_metrics.py --threads 1 --out results/bench/metrics_cpu.json
+
+# Every GPU check on one machine with a CUDA device: the `cuda` tests, then the GPU
+# benchmarks and the GPU-hour estimate, into results/bench/device/ (or $$OUT).
+device-checks:
+	PYTHON=$(PY) bash scripts/device_checks.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--step", action="append", default=[], help="dataset=seconds per step, replacing a measure")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    missing = [str(path) for path in args.bench if not path.is_file()]
+    if missing:
+        parser.error(f"no bench file {', '.join(missing)}: write it with scripts/bench_train.py --out")
     benches = [json.loads(path.read_text()) for path in args.bench]
     results = [row for bench in benches for row in bench["results"]]
     step_seconds = {row["dataset"]: row["seconds_per_step"] for row in results}

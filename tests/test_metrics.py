@@ -115,6 +115,22 @@ def test_sharpness_is_the_exact_top_hessian_eigenvalue(case):
     assert estimate.value == pytest.approx(exact, rel=1e-2)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("case", list(CASES))
+def test_sharpness_on_cuda_is_the_exact_top_hessian_eigenvalue(case):
+    torch.manual_seed(0)
+    build, shape = CASES[case]
+    model = build()
+    batches = image_batches(shape, count=2, size=8)  # left on the CPU: the metric moves them
+    exact = exact_top_eigenvalue(model, batches, CLASSIFICATION)
+    on_cpu = m_sharpness(model, batches, CLASSIFICATION, m=4, radius=0.05)
+    estimate = sharpness(model.cuda(), batches, CLASSIFICATION, tol=1e-4, max_iterations=200)
+    assert estimate.converged
+    assert estimate.value == pytest.approx(exact, rel=1e-2)
+    assert m_sharpness(model, batches, CLASSIFICATION, m=4, radius=0.05) == pytest.approx(on_cpu, rel=1e-3, abs=1e-6)
+
+
 def test_language_model_sharpness_is_the_exact_top_hessian_eigenvalue():
     torch.manual_seed(0)
     model = LSTMLanguageModel(7, embedding_dim=3, hidden_dim=3)

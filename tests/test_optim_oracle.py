@@ -206,3 +206,31 @@ def test_large_groups_are_not_fused():
         set_grads(params, t)
         opt.step()
     assert all(b.fused is None for g in opt.param_groups for b in opt._group_buckets(g).values())
+
+
+def _run_on_cuda(variant, skip, foreach):
+    """``run_ours`` with the parameters and optimizer on CUDA; gradients from the same CPU formula."""
+    cls, hyper = HYPER[variant]
+    params = [p.detach().cuda().requires_grad_() for p in make_params()]
+    opt = cls([dict(params=ps, **h, foreach=foreach) for ps, h in zip(_split(params), hyper)])
+    trajectory = []
+    for t in range(STEPS):
+        on_cpu = [p.detach().cpu() for p in params]
+        set_grads(on_cpu, t, skip=skip(t))
+        for p, mirror in zip(params, on_cpu):
+            p.grad = None if mirror.grad is None else mirror.grad.cuda()
+        opt.step()
+        trajectory.append(torch.cat([p.detach().reshape(-1) for p in params]).cpu())
+    return trajectory
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("variant", sorted(HYPER))
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("skip", [never, skipped], ids=["all-grads", "some-grads-none"])
+def test_matches_the_oracle_on_cuda(variant, foreach, skip):
+    # The accelerator path: decisions stay device tensors, buckets are not chunked.
+    reference, oracle = run_oracle(variant, skip)
+    assert oracle.replacements() > 20
+    assert _max_gap(_run_on_cuda(variant, skip, foreach), reference) < 1e-10

@@ -290,6 +290,7 @@ def test_bf16_autocast_run_on_cpu(tmp_path):
     assert result["status"] == "done" and math.isfinite(result["final"]["train_loss"])
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bf16_run_on_cuda(tmp_path):
     cfg = compose_run(["dataset=synthetic_image", "trainer.precision=bf16", "trainer.device=cuda", *QUICK], tmp_path)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every check that needs a GPU, as one command for a session lent a GPU machine: the CUDA
+# tests (optimizer trajectories against the oracle, CUDA-graph capture without host syncs,
+# CPU<->CUDA state, sharpness, a bf16 run), then the GPU benchmarks of the optimizers, the
+# training steps of every configuration and the analysis metrics, then the full-scale
+# GPU-hour estimate of every paper target. Results go to $OUT (the device tool's folder),
+# else results/bench/device/. A failing step is reported and the others still run; the
+# exit status is non-zero if any failed. Prepare the wheels first: scripts/device_wheels.sh.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-results/bench/device}
+python=${PYTHON:-python3}
+mkdir -p "$out"
+if [ -d .whl ]; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "device_checks: could not install .whl/*.whl" >&2; exit 1; }
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1
+failed=()
+step() {
+  echo "== $*"
+  "$@" || failed+=("$*")
+}
+step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+step "$python" -m pytest -q -m cuda -p no:cacheprovider -o junit_family=xunit2 --junitxml="$out/cuda_tests.xml" \
+  tests/test_optim_api.py tests/test_optim_state.py tests/test_optim_oracle.py tests/test_metrics.py tests/test_train.py
+step "$python" scripts/bench_optim.py --device cuda --out "$out/optim_cuda.json"
+step "$python" scripts/bench_train.py --device cuda --steps 20 --imagenet-steps 10 --out "$out/train_cuda.json"
+step "$python" scripts/bench_train.py --device cuda --steps 20 --datasets tinyimagenet five_datasets \
+  --out "$out/streams_cuda.json"
+step "$python" scripts/bench_metrics.py --device cuda --out "$out/metrics_cuda.json"
+step "$python" scripts/estimate_hours.py "$out/train_cuda.json" "$out/streams_cuda.json" --out "$out/hours_cuda.json"
+if ((${#failed[@]})); then
+  printf 'device_checks: FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "device_checks: all passed; results in $out"
