@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli import exit_on_unknown_option
 from .data import DataError
+from .run_files import RunFileError
 from .training import CheckpointError, ConfigError, check_config, train
 from .training.records import RunRecords
 
@@ -34,7 +35,7 @@ def _run(cfg: DictConfig) -> None:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         check_config(resolved)
         result = train(resolved, run_dir)
-    except (ConfigError, DataError, CheckpointError) as error:
+    except (ConfigError, DataError, CheckpointError, RunFileError) as error:
         print(f"cmrepro.train: {error}", file=sys.stderr)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             # Recorded, and the other jobs of the sweep go on; a finished run is never overwritten.

@@ -12,6 +12,7 @@ from train_helpers import QUICK, compose_run, run_cli
 
 from cmrepro.models import ModelSpec, build_model
 from cmrepro.optim import create_optimizer
+from cmrepro.run_files import RunFileError
 from cmrepro.training import CheckpointError, ConfigError, check_config, train
 from cmrepro.training.checks import optimizer_arguments
 
@@ -212,8 +213,20 @@ def test_a_failed_checkpoint_write_is_a_checkpoint_error_that_keeps_the_last_one
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
     assert not list(tmp_path.glob("*.tmp"))
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(metrics.read_text()[:-20])  # and epoch 2's row was cut short too
     result = train(cfg, tmp_path)  # space freed: the run resumes from epoch 1
-    assert result["status"] == "done" and len(_metrics(tmp_path / "metrics.jsonl")) == 2
+    assert result["status"] == "done" and [row["epoch"] for row in _metrics(metrics)] == [1, 2]
+
+
+def test_a_corrupt_metrics_file_is_reported_and_recorded(tmp_path):
+    cfg = compose_run(
+        ["dataset=synthetic_image", *QUICK, "trainer.epochs=2", "trainer.max_steps_per_epoch=1"], tmp_path
+    )
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
+    with pytest.raises(RunFileError, match="metrics.jsonl line 2 is not JSON"):
+        train(cfg, tmp_path)
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
 
 
 def test_an_ended_run_drops_its_checkpoint_when_asked_and_is_still_skipped(tmp_path):

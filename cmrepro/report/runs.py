@@ -10,13 +10,13 @@ without the checkpoints.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-RESULT = "result.json"
-METRICS = "metrics.jsonl"
+from ..run_files import METRICS, RESULT, RunFileError, read_jsonl
 
 # The hyperparameters a setting is made of; a run's setting is these, its seed aside.
 HYPERPARAMETERS = ("lr", "beta1", "beta2", "momentum", "topC", "decay", "rho", "batch_size")
@@ -42,10 +42,11 @@ def load_metrics(root: Path | str, runs: pd.DataFrame | None = None) -> pd.DataF
     runs = load_runs(root) if runs is None else runs
     frames = []
     for run in runs.itertuples(index=False):
-        path = Path(run.run_dir) / METRICS
-        if not path.exists():
+        try:
+            lines = read_jsonl(Path(run.run_dir) / METRICS)
+        except RunFileError as error:  # one bad file never hides the other runs
+            print(f"cmrepro.report: skipping the curves of a run: {error}", file=sys.stderr)
             continue
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if lines:
             frame = pd.DataFrame(lines)
             frames.append(frame.assign(**{key: getattr(run, key) for key in RUN_COLUMNS if key not in frame}))

@@ -27,6 +27,7 @@ from ..data import build_data, is_task_stream
 from ..metrics import TrainingMetrics
 from ..models import ModelSpec, build_model
 from ..optim import create_optimizer
+from ..run_files import RunFileError
 from .checkpoint import load_checkpoint, restore_rng, rng_state, save_atomic, seed_everything
 from .checks import ConfigError, optimizer_arguments
 from .records import RunRecords, git_commit, make_logger
@@ -68,7 +69,9 @@ def train(cfg: Mapping, run_dir: Path) -> dict:
         # Recorded so that a sweep can see what happened; the checkpoint and
         # metrics of finished epochs stay, and re-running resumes from them.
         failed = _base_result(cfg, OmegaConf.to_container(cfg))
-        failed.update(status="failed", error=f"{type(error).__name__}: {error}", **summary(records.read_metrics()))
+        failed.update(status="failed", error=f"{type(error).__name__}: {error}")
+        if not isinstance(error, RunFileError):  # else the metrics are what cannot be read
+            failed.update(summary(records.read_metrics()))
         records.write_result(failed)
         raise
     if not cfg.trainer.keep_checkpoint:

@@ -10,8 +10,7 @@ import uuid
 import warnings
 from pathlib import Path
 
-METRICS = "metrics.jsonl"
-RESULT = "result.json"
+from ..run_files import METRICS, RESULT, read_jsonl
 
 
 class RunRecords:
@@ -23,9 +22,7 @@ class RunRecords:
         self.result_path = run_dir / RESULT
 
     def read_metrics(self) -> list[dict]:
-        if not self.metrics_path.exists():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.metrics_path)
 
     def keep_epochs(self, epochs_done: int) -> None:
         """Drop rows of epochs after the checkpoint: a killed run may have logged an epoch it did not save."""
