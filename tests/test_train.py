@@ -230,13 +230,23 @@ def test_a_corrupt_metrics_file_is_reported_and_recorded(tmp_path):
 
 
 def test_an_ended_run_drops_its_checkpoint_when_asked_and_is_still_skipped(tmp_path):
-    quick = ["dataset=synthetic_image", *QUICK, "trainer.epochs=1", "trainer.lr_milestones=[]"]
-    cfg = compose_run([*quick, "trainer.max_steps_per_epoch=1", "trainer.keep_checkpoint=false"], tmp_path)
-    assert train(cfg, tmp_path)["status"] == "done"
-    assert not (tmp_path / "checkpoint.pt").exists() and (tmp_path / "metrics.jsonl").exists()
-    again = compose_run([*quick, "trainer.max_steps_per_epoch=1", "trainer.keep_checkpoint=true"], tmp_path)
-    assert train(again, tmp_path)["status"] == "done"  # recognised as the same, finished run
-    assert not (tmp_path / "checkpoint.pt").exists()
+    quick = [
+        "dataset=synthetic_image",
+        *QUICK,
+        "trainer.epochs=1",
+        "trainer.lr_milestones=[]",
+        "trainer.max_steps_per_epoch=1",
+    ]
+    drop = compose_run([*quick, "trainer.keep_checkpoint=false"], tmp_path / "a")
+    assert train(drop, tmp_path / "a")["status"] == "done"
+    assert not (tmp_path / "a" / "checkpoint.pt").exists() and (tmp_path / "a" / "metrics.jsonl").exists()
+    keep = compose_run([*quick, "trainer.keep_checkpoint=true"], tmp_path / "a")
+    assert train(keep, tmp_path / "a")["status"] == "done"  # recognised as the same, finished run
+    # A finished run kept its checkpoint; re-running it with keep_checkpoint=false frees the disk.
+    assert train(compose_run(quick, tmp_path / "b"), tmp_path / "b")["status"] == "done"
+    assert (tmp_path / "b" / "checkpoint.pt").exists()
+    train(compose_run([*quick, "trainer.keep_checkpoint=false"], tmp_path / "b"), tmp_path / "b")
+    assert not (tmp_path / "b" / "checkpoint.pt").exists()
 
 
 def test_resuming_with_another_config_is_refused(tmp_path):
