@@ -36,6 +36,7 @@ from cmrepro.models import ModelSpec, build_model  # noqa: E402
 from cmrepro.optim import create_optimizer  # noqa: E402
 from cmrepro.train import CONF_DIR  # noqa: E402
 from cmrepro.training.checks import optimizer_arguments  # noqa: E402
+from cmrepro.training.compiled import COMPILE_MODES, forward_module  # noqa: E402
 from cmrepro.training.steps import StepSettings, task_for  # noqa: E402
 
 # Training examples per epoch (Table 6; PTB in tokens) and what the model sees.
@@ -71,14 +72,21 @@ def steps_per_epoch(name: str, cfg: dict) -> int:
     return -(-DATASETS[name]["train"] // data["batch_size"])
 
 
-def measure(name: str, optimizer: str, steps: int, device: torch.device, batch_size: int | None) -> dict:
-    """``batch_size`` below the config's: time that batch and scale per example (memory-bound machines)."""
+def measure(
+    name: str, optimizer: str, steps: int, device: torch.device, batch_size: int | None, compile_mode: str | None
+) -> dict:
+    """``batch_size`` below the config's: time that batch and scale per example (memory-bound machines).
+
+    ``compile_mode``: the step's forward and backward through torch.compile in that mode, as
+    ``trainer.compile`` does; the warm-up steps (compilation, CUDA-graph recording) are timed apart.
+    """
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = compose(config_name="config", overrides=[f"dataset={name}", f"optimizer={optimizer}", "run_dir=unused"])
     cfg = OmegaConf.to_container(cfg, resolve=True)
     torch.manual_seed(0)
     model = build_model(cfg["model"], DATASETS[name]["spec"]).to(device)
     opt = create_optimizer(optimizer, model.parameters(), model=model, **optimizer_arguments(cfg["optimizer"]))
+    runner = forward_module(model, compile_mode or False)
     settings = StepSettings(device, cfg["trainer"]["precision"], cfg["trainer"]["grad_clip"])
     task = task_for(DATASETS[name]["spec"].task)
     task.begin_epoch()
@@ -86,11 +94,15 @@ def measure(name: str, optimizer: str, steps: int, device: torch.device, batch_s
     config_batch = cfg["dataset"]["batch_size"]
     timed_batch = batch_size or config_batch
     batch = batch_for(name, cfg, timed_batch)
-    task.train_step(model, opt, batch, settings)  # warm-up: state creation, allocator
+    started = time.perf_counter()
+    # Warm-up: state creation, allocator; compiled, also compilation and CUDA-graph recording.
+    for _ in range(3 if compile_mode else 1):
+        float(task.train_step(runner, opt, batch, settings))
+    warmup = time.perf_counter() - started
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        loss = task.train_step(model, opt, batch, settings)
+        loss = task.train_step(runner, opt, batch, settings)
         float(loss)  # wait for the step to finish
         times.append(time.perf_counter() - start)
     per_step = statistics.median(times) * config_batch / timed_batch
@@ -99,6 +111,8 @@ def measure(name: str, optimizer: str, steps: int, device: torch.device, batch_s
         dataset=name,
         model=cfg["model"]["name"],
         optimizer=optimizer,
+        compile=compile_mode,
+        warmup_seconds=warmup,
         batch_size=config_batch,
         timed_batch_size=timed_batch,
         steps_timed=steps,
@@ -123,6 +137,7 @@ def main() -> None:
         "needs more than 24 GiB of host memory for EfficientNet-B0's activations)",
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default=None, help="time steps as trainer.compile=MODE")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -130,10 +145,11 @@ def main() -> None:
     for name in args.datasets:
         steps = args.imagenet_steps if name == "imagenet" else args.steps
         batch = args.imagenet_batch if name == "imagenet" else None
-        rows.append(measure(name, args.optimizer, steps, device, batch))
+        rows.append(measure(name, args.optimizer, steps, device, batch, args.compile))
         print(f"{name}: {rows[-1]['seconds_per_step']:.3f} s/step", file=sys.stderr)
     print(
-        f"\n{args.optimizer} training steps on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads)"
+        f"\n{args.optimizer} training steps on {device}{f' compiled ({args.compile})' if args.compile else ''} "
+        f"(torch {torch.__version__}, {torch.get_num_threads()} threads)"
     )
     header = f"{'dataset':10s} {'model':16s} {'batch':>6s} {'timed at':>9s} {'s/100 steps':>12s}"
     print(header + f" {'steps/epoch':>12s} {'min/epoch':>10s}")

@@ -17,6 +17,7 @@ from ..metrics import metrics_settings
 from ..models import MODEL_NAMES
 from ..models.registry import MODEL_TASKS, model_width
 from ..optim import OPTIMIZER_NAMES, create_optimizer
+from .compiled import compile_mode
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -61,6 +62,10 @@ def _check_trainer(cfg: Mapping) -> None:
         raise ConfigError("invalid trainer.device: 'cuda' (no CUDA device is visible; use trainer.device=cpu or auto)")
     _check_choice("trainer.precision", cfg["precision"], PRECISIONS)
     _check_choice("trainer.progress", cfg["progress"], ("auto", True, False))
+    try:
+        compile_mode(cfg.get("compile", False))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     for switch in ("checkpoint", "keep_checkpoint"):
         if not isinstance(cfg[switch], bool):
             raise ConfigError(f"invalid trainer.{switch}: {cfg[switch]!r} (must be true or false)")

@@ -30,6 +30,7 @@ from ..optim import create_optimizer
 from ..run_files import RunFileError
 from .checkpoint import load_checkpoint, restore_rng, rng_state, save_atomic, seed_everything
 from .checks import ConfigError, optimizer_arguments
+from .compiled import forward_module
 from .records import RunRecords, git_commit, make_logger
 from .steps import StepSettings, task_for
 
@@ -44,6 +45,7 @@ RESUMABLE_DIFFERENCES = (
     "trainer.device",
     "trainer.progress",
     "trainer.keep_checkpoint",
+    "trainer.compile",
     "dataset.num_workers",
 )
 
@@ -128,6 +130,7 @@ def _run(cfg, run_dir: Path, records: RunRecords) -> dict:
     config = OmegaConf.to_container(cfg)
     # Before the checkpoint is loaded: distance is measured from the initial parameters.
     analysis = TrainingMetrics.from_config(cfg, model, data.train, data.task)
+    runner = forward_module(model, cfg.trainer.compile)  # the model itself unless trainer.compile
 
     progress = {"epoch": 0, "best": None, "wall_time": 0.0}
     checkpoint = resume(run_dir, config, model, optimizer, progress)
@@ -141,11 +144,11 @@ def _run(cfg, run_dir: Path, records: RunRecords) -> dict:
     records.write_result({**result, **_summary(records.read_metrics(), task.monitor, task.mode)})
     try:
         status = _epochs(
-            cfg, run_dir, data, task, model, optimizer, scheduler, settings, records, logger, progress, analysis
+            cfg, run_dir, data, task, model, runner, optimizer, scheduler, settings, records, logger, progress, analysis
         )
         result.update(status=status, **_summary(records.read_metrics(), task.monitor, task.mode))
         if status == "done" and data.test is not None:
-            result["test"] = task.evaluate(model, data.test, settings, prefix="test")
+            result["test"] = task.evaluate(runner, data.test, settings, prefix="test")
     finally:
         logger.finish()
     result["wall_time_s"] = progress["wall_time"]
@@ -169,9 +172,12 @@ def resume(run_dir: Path, config: dict, model, optimizer, progress: dict) -> dic
 
 
 def _epochs(
-    cfg, run_dir, data, task, model, optimizer, scheduler, settings, records, logger, progress, analysis
+    cfg, run_dir, data, task, model, runner, optimizer, scheduler, settings, records, logger, progress, analysis
 ) -> str:
-    """Train the remaining epochs; ``"done"`` or ``"diverged"``."""
+    """Train the remaining epochs; ``"done"`` or ``"diverged"``.
+
+    ``runner`` does the forward passes (``model`` or its compiled wrapper); ``model`` is checkpointed and measured.
+    """
     epochs = cfg.trainer.epochs
     show = _show_progress(cfg.trainer.progress)
     for epoch in tqdm(
@@ -184,12 +190,12 @@ def _epochs(
     ):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = _train_epoch(cfg, epoch, data, task, model, optimizer, settings, show)
+        train_loss = _train_epoch(cfg, epoch, data, task, runner, optimizer, settings, show)
         if train_loss is None:
             print(f"cmrepro: non-finite training loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
             return "diverged"
         model.eval()
-        row = {"epoch": epoch + 1, "train_loss": train_loss, **task.evaluate(model, data.val, settings), "lr": lr}
+        row = {"epoch": epoch + 1, "train_loss": train_loss, **task.evaluate(runner, data.val, settings), "lr": lr}
         if not math.isfinite(row["val_loss"]):
             print(f"cmrepro: non-finite validation loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
             return "diverged"

@@ -29,6 +29,7 @@ from ..models.task_heads import TaskHeads
 from ..optim import create_optimizer
 from .checkpoint import rng_state, save_atomic
 from .checks import ConfigError, optimizer_arguments
+from .compiled import forward_module
 
 # The supervised loop's pieces, so both loops checkpoint, resume and record alike.
 from .loop import CHECKPOINT, _base_result, _show_progress, _train_epoch, load_data, resume, setup_torch
@@ -61,6 +62,9 @@ def run_stream(cfg, run_dir: Path, records: RunRecords) -> dict:
         image_size=stream.input_shape[-1],
     )
     model = TaskHeads(build_model(cfg.model, spec), stream.classes_per_task).to(settings.device)
+    # What the forward passes go through: the same network, compiled under trainer.compile. The
+    # head's slicing stays outside the compiled graph, so switching tasks never recompiles.
+    runner = TaskHeads(forward_module(model.network, cfg.trainer.compile), stream.classes_per_task)
     learner = _Learner(cfg, model)
     config = OmegaConf.to_container(cfg)
     progress = {"epoch": 0, "wall_time": 0.0, "task_losses": [], "task_time": 0.0}
@@ -72,7 +76,7 @@ def run_stream(cfg, run_dir: Path, records: RunRecords) -> dict:
     # "running" until the end: a run killed now is still found, with its config, by the report.
     records.write_result({**result, **stream_result(records.read_metrics())})
     try:
-        status = _learn_stream(cfg, run_dir, stream, model, learner, settings, records, logger, progress)
+        status = _learn_stream(cfg, run_dir, stream, model, runner, learner, settings, records, logger, progress)
         result.update(status=status, **stream_result(records.read_metrics()))
     finally:
         logger.finish()
@@ -112,8 +116,11 @@ class _Learner:
         return self.optimizer.param_groups[0]["lr"]
 
 
-def _learn_stream(cfg, run_dir, stream, model, learner, settings, records, logger, progress) -> str:
-    """Train the remaining epochs of the stream; ``"done"`` or ``"diverged"``."""
+def _learn_stream(cfg, run_dir, stream, model, runner, learner, settings, records, logger, progress) -> str:
+    """Train the remaining epochs of the stream; ``"done"`` or ``"diverged"``.
+
+    ``runner`` does the forward passes; ``model`` (the same network) is checkpointed.
+    """
     epochs = cfg.trainer.epochs
     total = stream.num_tasks * epochs
     show = _show_progress(cfg.trainer.progress)
@@ -126,15 +133,15 @@ def _learn_stream(cfg, run_dir, stream, model, learner, settings, records, logge
             learner.start_task(index)
             progress.update(task_losses=[], task_time=0.0)
         started = time.perf_counter()
-        model.set_task(index)
+        runner.set_task(index)
         lr = learner.set_epoch_lr(task_epoch)
         # The epoch index is global, so each task's shuffles (and the kill hook's step count) differ.
-        train_loss = _train_epoch(cfg, epoch, task, step, model, learner.optimizer, settings, show)
+        train_loss = _train_epoch(cfg, epoch, task, step, runner, learner.optimizer, settings, show)
         if train_loss is None:
             print(f"cmrepro: non-finite training loss on task {task.name}; run marked diverged", file=sys.stderr)
             return "diverged"
         progress["task_losses"].append(train_loss)
-        row = _evaluate_after_task(stream, index, step, model, settings) if task_epoch == epochs - 1 else None
+        row = _evaluate_after_task(stream, index, step, runner, settings) if task_epoch == epochs - 1 else None
         elapsed = time.perf_counter() - started
         progress.update(epoch=epoch + 1, wall_time=progress["wall_time"] + elapsed)
         progress["task_time"] += elapsed
