@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 from torch._dynamo.utils import counters
-from train_helpers import QUICK, compose_run
+from train_helpers import QUICK, QUICK_STREAM, compose_run
 
 from cmrepro.training import ConfigError, check_config, train
 
@@ -31,18 +31,7 @@ IMAGES = [
     "metrics.m_sharpness.enabled=true",
     "metrics.m_sharpness.batches=1",
 ]
-STREAM = [
-    "dataset=synthetic_stream",
-    "optimizer=adam_cm",
-    "dataset.num_tasks=3",
-    "dataset.image_size=16",
-    "dataset.num_train=40",
-    "dataset.num_val=20",
-    "model.channels=16",
-    "model.hidden=32",
-    "trainer.epochs=1",
-    "trainer.progress=false",
-]
+STREAM = [*QUICK_STREAM, "optimizer=adam_cm", "trainer.epochs=1"]
 
 
 @pytest.fixture

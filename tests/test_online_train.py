@@ -13,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from train_helpers import ROOT, compose_run, run_cli
+from train_helpers import QUICK_STREAM, ROOT, compose_run, run_cli
 
 from cmrepro.models import ModelSpec, build_model
 from cmrepro.models.task_heads import TaskHeads
@@ -22,18 +22,6 @@ from cmrepro.training import ConfigError, check_config, train
 from cmrepro.training.stream_metrics import stream_metrics
 
 OPTIMIZERS = ["adam", "adam_cg", "adam_sam", "adam_cm", "adam_sam_cm", "sgd", "sgd_cg", "sgd_cm"]
-# A few small tasks, a small CNN: a stream run in about a second.
-QUICK_STREAM = [
-    "dataset=synthetic_stream",
-    "dataset.num_tasks=3",
-    "dataset.image_size=16",
-    "dataset.num_train=40",
-    "dataset.num_val=20",
-    "model.channels=16",
-    "model.hidden=32",
-    "trainer.epochs=2",
-    "trainer.progress=false",
-]
 
 
 # ---------------------------------------------------------------- metrics and model
