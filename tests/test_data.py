@@ -428,3 +428,13 @@ def test_dataset_tasks_match_the_bundles(tmp_path: Path) -> None:
         if is_task_stream(name):  # their real formats are covered in test_online_data.py
             cfg.update(stand_in={"train": 8, "val": 4})
         assert build_data(cfg, seed=0).task == task, name
+
+
+def test_loaders_pin_memory_when_cuda_is_visible_unless_told():
+    from cmrepro.data.base import loader_options
+
+    assert loader_options({})["pin_memory"] is torch.cuda.is_available()
+    assert loader_options({"pin_memory": "auto", "num_workers": 2})["persistent_workers"] is True
+    assert loader_options({"pin_memory": False})["pin_memory"] is False
+    with pytest.raises(ValueError, match="invalid dataset.pin_memory: 'yes'"):
+        loader_options({"pin_memory": "yes"})

@@ -114,10 +114,13 @@ def batch_sizes(cfg: Mapping) -> tuple[int, int]:
 def loader_options(cfg: Mapping) -> dict[str, Any]:
     """DataLoader keyword arguments shared by every loader of a run."""
     workers = get_int(cfg, "num_workers", 0, minimum=0)
+    # Pinned host batches let the train step's non_blocking copies overlap the GPU's work
+    # (an ImageNet batch is 154 MB); "auto" pins when a CUDA device is visible.
+    pin = cfg.get("pin_memory", "auto")
     return {
         "num_workers": workers,
         "persistent_workers": workers > 0,
-        "pin_memory": get_bool(cfg, "pin_memory", False),
+        "pin_memory": torch.cuda.is_available() if pin == "auto" else get_bool(cfg, "pin_memory", False),
     }
 
 
