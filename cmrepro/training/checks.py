@@ -67,8 +67,7 @@ def _check_trainer(cfg: Mapping) -> None:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     for switch in ("checkpoint", "keep_checkpoint"):
-        if not isinstance(cfg[switch], bool):
-            raise ConfigError(f"invalid trainer.{switch}: {cfg[switch]!r} (must be true or false)")
+        check_bool(f"trainer.{switch}", cfg[switch])
     if cfg["max_steps_per_epoch"] is not None:
         _check_int("trainer.max_steps_per_epoch", cfg["max_steps_per_epoch"], minimum=1)
 
@@ -123,6 +122,12 @@ def _check_int(key: str, value, minimum: int) -> int:
 def _check_positive(key: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
         raise ConfigError(f"invalid {key}: {value!r} (must be a number > 0)")
+
+
+def check_bool(key: str, value) -> None:
+    """A switch must be a YAML boolean: "yes" or 1 is refused rather than guessed."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"invalid {key}: {value!r} (must be true or false)")
 
 
 def _check_choice(key: str, value, choices: tuple) -> None:

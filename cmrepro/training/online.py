@@ -28,7 +28,7 @@ from ..models import ModelSpec, build_model
 from ..models.task_heads import TaskHeads
 from ..optim import create_optimizer
 from .checkpoint import rng_state, save_atomic
-from .checks import ConfigError, optimizer_arguments
+from .checks import check_bool, optimizer_arguments
 from .compiled import forward_module
 
 # The supervised loop's pieces, so both loops checkpoint, resume and record alike.
@@ -42,9 +42,7 @@ MONITOR = "learning_accuracy"
 
 def check_stream_config(cfg) -> None:
     """The stream-only settings, checked before any data is read."""
-    reset = OmegaConf.select(cfg, "online.reset_optimizer", default=False)
-    if not isinstance(reset, bool):
-        raise ConfigError(f"invalid online.reset_optimizer: {reset!r} (must be true or false)")
+    check_bool("online.reset_optimizer", OmegaConf.select(cfg, "online.reset_optimizer", default=False))
 
 
 def run_stream(cfg, run_dir: Path, records: RunRecords) -> dict:
