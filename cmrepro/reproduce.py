@@ -9,7 +9,8 @@ This runs the best-settings experiments of a table together, as one multirun ove
 them and their seeds (one job array on a cluster), and the grids one after another.
 
 ``best`` runs the paper's best settings over five seeds; ``--grid`` runs the hyperparameter
-grids instead. Runs are idempotent (a finished run is skipped, a killed one resumes, a
+grids instead. ``appendix`` is Appendix A.2.1's Adam+MEG on CIFAR10 (``make reproduce-meg``),
+best settings only. Runs are idempotent (a finished run is skipped, a killed one resumes, a
 diverged one is not retried), so interrupting this and starting it again continues where
 it stopped. An experiment whose multirun fails does not stop the others; the report is
 written anyway (with the missing cells) and the exit code says something failed.

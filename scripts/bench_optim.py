@@ -3,12 +3,19 @@
 
 21.3M parameters in 110 tensors (torchvision's ResNet34 with the CIFAR stem:
 3x3 first convolution, no max-pool, 100 classes). Gradients are fixed random
-tensors, so only the optimizer step is timed. Rows: torch.optim.Adam (foreach,
-and fused where the device has it), every cmrepro optimizer, SAM's
+tensors, so only the optimizer step is timed. Rows: torch.optim.Adam and SGD
+(foreach, and fused where the device has it), every cmrepro optimizer eager
+and fused (``fused=True``: one compiled kernel per bucket and step), SAM's
 optimizer-side work around Adam+CM, and the naive per-parameter model of the
 same semantics that the tests use as their oracle (tests/oracle.py), which
 walks parameters one by one and reads keys on the host, as the official code
-does. On CUDA, Adam+CM is also timed replayed from a CUDA graph.
+does. On CUDA, Adam+CM (eager and fused) is also timed replayed from a CUDA graph.
+
+Each row reports its ratio to ``torch.optim.Adam(fused=True)`` and to its own
+torch counterpart (Adam for the Adam variants, SGD with the same momentum for
+the SGD variants, fused where the device has it, else foreach), all measured in
+the same run, and, for fused rows, the one-time compile time in its own column
+(paid in the warm-up steps, not in the timed ones).
 
 Prints a table and writes JSON. Example:
     python scripts/bench_optim.py --device cpu --out results/bench/optim_cpu.json
@@ -35,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_json import write_bench_json  # noqa: E402  (beside this script)
 
-from cmrepro.optim import SAM, SGDCG, SGDCM, AdamCG, AdamCM  # noqa: E402
+from cmrepro.optim import SAM, SGDCG, SGDCM, AdamCG, AdamCM, fused  # noqa: E402
 
 
 def cifar_resnet34_params(device: torch.device) -> list[torch.Tensor]:
@@ -81,6 +88,13 @@ def graph_step(step: Callable[[], object], device: torch.device) -> Callable[[],
     return graph.replay
 
 
+def stream_bandwidth(device: torch.device, n: int, repeats: int) -> float:
+    """Bytes per second of ``c = a + 2 b`` over ``n`` float32 (two reads, one write): the memory speed."""
+    a, b, c = (torch.rand(n, device=device) for _ in range(3))
+    times = time_steps(lambda: torch.add(a, b, alpha=2.0, out=c), device, 3, repeats)
+    return 3 * 4 * n / (statistics.median(times) / 1e3)
+
+
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of persistent optimizer state, counting each storage once (cmrepro's are shared flat storages)."""
     storages = {}
@@ -92,28 +106,50 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(storages.values())
 
 
+def torch_has_fused(device: torch.device) -> bool:
+    try:
+        torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+        return True
+    except (RuntimeError, ValueError):
+        return False
+
+
 def candidates(device: torch.device) -> dict[str, Callable[[list[torch.Tensor]], Callable[[], object]]]:
     rows: dict[str, Callable] = {
         "torch Adam foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True).step,
+        "torch SGD foreach (momentum 0.9)": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, foreach=True).step,
     }
-    try:
-        torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+    if torch_has_fused(device):
         rows["torch Adam fused"] = lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True).step
-    except (RuntimeError, ValueError):
-        pass
+        rows["torch SGD fused (momentum 0.9)"] = lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, fused=True).step
     rows.update(
         {
             "AdamCM": lambda ps: AdamCM(ps, lr=1e-3).step,
+            "AdamCM fused": lambda ps: AdamCM(ps, lr=1e-3, fused=True).step,
             "AdamCM bf16 buffer": lambda ps: AdamCM(ps, lr=1e-3, buffer_dtype=torch.bfloat16).step,
+            "AdamCM fused bf16 buffer": lambda ps: AdamCM(ps, lr=1e-3, buffer_dtype=torch.bfloat16, fused=True).step,
             "AdamCM single-tensor": lambda ps: AdamCM(ps, lr=1e-3, foreach=False).step,
             "AdamCG": lambda ps: AdamCG(ps, lr=1e-3).step,
+            "AdamCG fused": lambda ps: AdamCG(ps, lr=1e-3, fused=True).step,
             "SGDCM": lambda ps: SGDCM(ps, lr=1e-3).step,
+            "SGDCM fused": lambda ps: SGDCM(ps, lr=1e-3, fused=True).step,
             "SGDCG": lambda ps: SGDCG(ps, lr=1e-3, momentum=0.9).step,
+            "SGDCG fused": lambda ps: SGDCG(ps, lr=1e-3, momentum=0.9, fused=True).step,
             "SAM(AdamCM), no-op closure": sam_adam_cm,
             "naive per-parameter Adam+CM": naive_adam_cm,
         }
     )
     return rows
+
+
+def counterpart(name: str, names: set[str]) -> str | None:
+    """The torch row a row is compared with: Adam or SGD (momentum 0.9), fused if timed, else foreach."""
+    family = "SGD" if "SGD" in name else "Adam"
+    for kind in ("fused", "foreach"):
+        row = f"torch {family} {kind}" + (" (momentum 0.9)" if family == "SGD" else "")
+        if row in names:
+            return row
+    return None
 
 
 def sam_adam_cm(params: list[torch.Tensor]) -> Callable[[], object]:
@@ -134,18 +170,31 @@ def measure(name: str, device: torch.device, warmup: int, repeats: int) -> list[
     params = cifar_resnet34_params(device)
     step = candidates(device)[name](params)
     naive = name.startswith("naive")
-    times = time_steps(step, device, warmup, max(3, repeats // 4) if naive else repeats)
+    started = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    sync(device)
+    warmup_s = time.perf_counter() - started
+    times = time_steps(step, device, 0, max(3, repeats // 4) if naive else repeats)
     optimizer = getattr(getattr(step, "func", step), "__self__", None)
     per_param = None
     if isinstance(optimizer, torch.optim.Optimizer):
         per_param = state_bytes(optimizer) / sum(p.numel() for p in params)
+    compile_s = fused.compile_seconds() if fused.COMPILE_LOG else None
     results = [
-        dict(optimizer=name, median_ms=statistics.median(times), min_ms=min(times), state_bytes_per_param=per_param)
+        dict(
+            optimizer=name,
+            median_ms=statistics.median(times),
+            min_ms=min(times),
+            state_bytes_per_param=per_param,
+            compile_s=compile_s,
+            warmup_s=warmup_s,
+        )
     ]
-    if name == "AdamCM" and device.type == "cuda":
+    if name in ("AdamCM", "AdamCM fused") and device.type == "cuda":
         replay = graph_step(step, device)
         times = time_steps(replay, device, 3, repeats)
-        results.append(dict(optimizer="AdamCM CUDA graph", median_ms=statistics.median(times), min_ms=min(times)))
+        results.append(dict(optimizer=f"{name} CUDA graph", median_ms=statistics.median(times), min_ms=min(times)))
     return results
 
 
@@ -195,23 +244,49 @@ def main() -> None:
         print(f"{name:32s} {results[-1]['median_ms']:9.2f} ms", file=sys.stderr)
 
     n_params = sum(p.numel() for p in cifar_resnet34_params(torch.device("cpu")))
+    bandwidth = stream_bandwidth(device, n_params, args.repeats)
     base = {r["optimizer"]: r["median_ms"] for r in results}
     print(
         f"\none step over {n_params / 1e6:.1f}M parameters in 110 tensors on {device}"
         f" (torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats})"
     )
     print(
-        f"{'optimizer':32s} {'median ms':>10s} {'min ms':>9s} {'x foreach':>10s} {'x fused':>8s} {'state B/param':>14s}"
+        f"{'optimizer':32s} {'median ms':>10s} {'min ms':>9s} {'x Adam foreach':>15s} {'x Adam fused':>13s}"
+        f" {'x torch twin':>13s}  {'torch twin':32s} {'compile s':>10s} {'passes':>7s} {'state B/param':>14s}"
     )
+
+    def cell(value, fmt):
+        return format(value, fmt) if value is not None else "-"
+
     for r in results:
+        twin = counterpart(r["optimizer"], set(base))
         r["x_foreach_adam"] = r["median_ms"] / base["torch Adam foreach"] if "torch Adam foreach" in base else None
         r["x_fused_adam"] = r["median_ms"] / base["torch Adam fused"] if "torch Adam fused" in base else None
-        fx = f"{r['x_foreach_adam']:.2f}" if r["x_foreach_adam"] else "-"
-        fu = f"{r['x_fused_adam']:.2f}" if r["x_fused_adam"] else "-"
-        sb = f"{r['state_bytes_per_param']:.1f}" if r.get("state_bytes_per_param") else "-"
-        print(f"{r['optimizer']:32s} {r['median_ms']:10.2f} {r['min_ms']:9.2f} {fx:>10s} {fu:>8s} {sb:>14s}")
+        r["torch_counterpart"] = twin
+        r["x_counterpart"] = r["median_ms"] / base[twin] if twin else None
+        # The step's time as full passes over 4-byte parameters at the measured memory speed.
+        r["passes"] = r["median_ms"] / 1e3 * bandwidth / (4 * n_params)
+        print(
+            f"{r['optimizer']:32s} {r['median_ms']:10.2f} {r['min_ms']:9.2f} {cell(r['x_foreach_adam'], '.2f'):>15s}"
+            f" {cell(r['x_fused_adam'], '.2f'):>13s} {cell(r['x_counterpart'], '.2f'):>13s}  {twin or '-':32s}"
+            f" {cell(r.get('compile_s'), '.1f'):>10s} {r['passes']:7.1f}"
+            f" {cell(r.get('state_bytes_per_param'), '.1f'):>14s}"
+        )
+    print(
+        f"passes: time x {bandwidth / 1e9:.1f} GB/s (c = a + 2b over {n_params / 1e6:.1f}M float32 here) / 4 bytes x"
+        " parameters; the least a step moves: Adam 7 (read g, p, m, v; write p, m, v), Adam+CM fused 12"
+        " (also the running sum and one buffer row, read and written, and the gradient read once more for the key)"
+    )
     if args.out:
-        write_bench_json(args.out, device, results, n_params=n_params, n_tensors=110, repeats=args.repeats)
+        write_bench_json(
+            args.out,
+            device,
+            results,
+            n_params=n_params,
+            n_tensors=110,
+            repeats=args.repeats,
+            stream_bandwidth_bytes_per_s=bandwidth,
+        )
 
 
 if __name__ == "__main__":

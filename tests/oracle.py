@@ -42,7 +42,9 @@ class ListBuffer:
 
 
 class Oracle:
-    """``variant`` in {"adam_cm", "adam_cg", "sgd_cg", "sgd_cm"}; groups as dicts with every hyperparameter."""
+    """``variant`` in {"adam_cm", "adam_cg", "sgd_cg", "sgd_cm"} (official weight decay), or
+    "adam_cg_decoupled", "sgd_cg_decoupled", "adam_cm_coupled", "sgd_cm_coupled" (the other form);
+    groups as dicts with every hyperparameter."""
 
     def __init__(self, variant: str, groups: list[dict]) -> None:
         self.variant = variant
@@ -157,3 +159,94 @@ class Oracle:
 
     def replacements(self) -> int:
         return sum(s["buf"].replacements for s in self.state.values())
+
+    # ---- the other weight-decay form of each variant (optimizer.weight_decay_form) ----
+    # Not in the official package: Adam+CG and SGD+CG with AdamW-style decay
+    # (``theta *= 1 - lr * wd`` before the update, the buffer and moments never see
+    # ``wd * theta``), and Adam+CM and SGD+CM with coupled L2 (``g + wd * theta`` in place
+    # of ``g`` everywhere, also in the buffer on the first step). The key stays the raw
+    # gradient's, as in every variant.
+
+    def _adam_cg_decoupled(self, p, group, key) -> None:
+        beta1, beta2 = group["betas"]
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        if id(p) not in self.state:
+            self.state[id(p)] = s = self._new_state(p, group)
+            s["buf"].offer(p.grad, key)
+            d = p.grad.clone()
+        else:
+            s = self.state[id(p)]
+            d = p.grad + s["buf"].mean()
+            s["buf"].offer(p.grad, key)
+        s["t"] += 1
+        s["m"].mul_(beta1).add_(d, alpha=1 - beta1)
+        s["v"].mul_(beta2).addcmul_(d, d, value=1 - beta2)
+        s["buf"].decay(group["decay"])
+        if wd:
+            p.mul_(1 - lr * wd)
+        t = s["t"]
+        denom = s["v"].sqrt() / math.sqrt(1 - beta2**t) + eps
+        p.add_(-(lr / (1 - beta1**t)) * s["m"] / denom)
+
+    def _sgd_cg_decoupled(self, p, group, key) -> None:
+        lr, wd = group["lr"], group["weight_decay"]
+        d = p.grad.clone()
+        if id(p) not in self.state:
+            self.state[id(p)] = s = self._new_state(p, group)
+            s["buf"].offer(d, key)
+        else:
+            s = self.state[id(p)]
+            aggr = d + s["buf"].mean()
+            s["buf"].offer(d, key)
+            d = aggr
+        if group["decay"] != 0:
+            s["buf"].decay(group["decay"])
+        momentum = group["momentum"]
+        if momentum:
+            if s["momentum_buffer"] is None:
+                s["momentum_buffer"] = d.clone()
+            else:
+                s["momentum_buffer"].mul_(momentum).add_(d, alpha=1 - group["dampening"])
+            d = s["momentum_buffer"]
+        s["t"] += 1
+        if wd:
+            p.mul_(1 - lr * wd)
+        p.add_(d, alpha=-lr)
+
+    def _adam_cm_coupled(self, p, group, key) -> None:
+        beta1, beta2 = group["betas"]
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        g = p.grad + wd * p if wd else p.grad.clone()
+        first = id(p) not in self.state
+        if first:
+            self.state[id(p)] = s = self._new_state(p, group)
+            s["buf"].offer(g, key)
+        else:
+            s = self.state[id(p)]
+            s["m"].mul_(beta1).add_(g, alpha=1 - beta1)
+            aggr = s["m"] + s["buf"].mean()
+            s["buf"].offer(s["m"], key)
+            s["v"].mul_(beta2).addcmul_(aggr, aggr, value=1 - beta2)
+        s["t"] += 1
+        s["buf"].decay(group["decay"])
+        if not first:
+            t = s["t"]
+            denom = s["v"].sqrt() / math.sqrt(1 - beta2**t) + eps
+            p.add_(-(lr / (1 - beta1**t)) * aggr / denom)
+
+    def _sgd_cm_coupled(self, p, group, key) -> None:
+        lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
+        g = p.grad + wd * p if wd else p.grad.clone()
+        first = id(p) not in self.state
+        if first:
+            self.state[id(p)] = s = self._new_state(p, group)
+            s["buf"].offer(g, key)
+        else:
+            s = self.state[id(p)]
+            s["m"].mul_(beta).add_(g, alpha=1 - beta)
+            aggr = s["m"] + s["buf"].mean()
+            s["buf"].offer(s["m"], key)
+        s["t"] += 1
+        s["buf"].decay(group["decay"])
+        if not first:
+            p.add_(aggr, alpha=-lr)

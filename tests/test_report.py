@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from run_fixtures import write_run
 
 from cmrepro.report import load_metrics, load_runs
 from cmrepro.report.__main__ import main as report_main
+from cmrepro.report.notes import CONF_OPTIMIZERS, table3_note
 from cmrepro.report.speedup import first_epoch_reaching, speedup_cells
 from cmrepro.report.tables import best_cells, compare, grid_choice, paper_cells
 
@@ -110,3 +112,24 @@ def test_cli_writes_the_table_files_and_names_missing_cells(tmp_path):
 def test_cli_without_runs_exits_2_with_one_line(tmp_path, capsys):
     assert report_main(["table2", "--runs", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_table3_says_above_the_table_that_its_cells_run_defaults_and_each_momentum_form(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "a", table="table3", optimizer="sgd_cm", curve=[80.0])
+    assert report_main(["table3", "--runs", str(runs), "--out", str(tmp_path)]) == 0
+    markdown = (tmp_path / "tables" / "table3.md").read_text()
+    assert markdown.index("**Settings.**") < markdown.index("**Momentum.**") < markdown.index("| optimizer |")
+    assert "publishes no best settings for SGD, SGD+CG and SGD+CM" in markdown
+    assert "until `make grid-table3` has run" in markdown
+    # The forms and values stated are those of the configs the runs use.
+    sgd, cg, cm = (yaml.safe_load((CONF_OPTIMIZERS / f"{n}.yaml").read_text()) for n in ("sgd", "sgd_cg", "sgd_cm"))
+    assert sgd.get("dampening", 0) == 0 and "nesterov" not in sgd
+    assert f"- SGD: `torch.optim.SGD`, heavy-ball momentum {sgd['momentum']:g} without dampening" in markdown
+    assert f"- SGD+CG: the official `SGD_C` (eq. 10) with momentum {cg['momentum']:g}:" in markdown
+    assert f"- SGD+CM: eq. 4's moving average m ← βm + (1 − β)g with β = {cm['momentum']:g}" in markdown
+    assert f"C = {cg['topC']}, decay {cg['decay']:g}" in markdown and cm["topC"] == cg["topC"]
+    assert "No best settings are published" in (tmp_path / "tables" / "table3.tex").read_text()
+    # Once the grid has runs, the note points to its choice instead.
+    write_run(runs, "g", table="table3", kind="grid", optimizer="sgd", curve=[70.0])
+    assert "`make grid-table3` has 1 grid runs here" in table3_note(load_runs(runs))

@@ -42,6 +42,8 @@ class MSharpnessSettings:
 @dataclass(frozen=True)
 class MetricsSettings:
     distance: Schedule = Schedule()
+    # Logged on its own schedule, but summed over every optimizer step (distance.PathLength).
+    path_length: Schedule = Schedule()
     buffer: Schedule = Schedule()
     sharpness: SharpnessSettings = SharpnessSettings()
     m_sharpness: MSharpnessSettings = MSharpnessSettings()
@@ -62,7 +64,10 @@ def metrics_settings(cfg: Mapping | None, batch_size: int | None = None) -> Metr
     cfg = cfg or {}
     default_every = _int(cfg, "every_n_epochs", 1, "metrics")
 
-    def schedule(name: str) -> Schedule:
+    def schedule(name: str, absent: Schedule | None = None) -> Schedule:
+        """``absent``, when given: the schedule of a config without this section."""
+        if absent is not None and name not in cfg:
+            return absent
         section = cfg.get(name) or {}
         return Schedule(
             enabled=_bool(section, "enabled", False, f"metrics.{name}"),
@@ -71,8 +76,10 @@ def metrics_settings(cfg: Mapping | None, batch_size: int | None = None) -> Metr
 
     sharp = cfg.get("sharpness") or {}
     m_sharp = cfg.get("m_sharpness") or {}
+    distance = schedule("distance")
     settings = MetricsSettings(
-        distance=schedule("distance"),
+        distance=distance,
+        path_length=schedule("path_length", absent=distance),  # beside the distance, unless set apart
         buffer=schedule("buffer"),
         sharpness=SharpnessSettings(
             schedule=schedule("sharpness"),

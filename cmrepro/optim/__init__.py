@@ -6,7 +6,8 @@ Nothing here imports the rest of cmrepro.
 
 from .adam_cg import AdamCG
 from .adam_cm import AdamCM
-from .factory import OPTIMIZER_NAMES, create_optimizer
+from .factory import OPTIMIZER_NAMES, create_optimizer, needs_closure
+from .meg import MEG
 from .sam import SAM, frozen_batchnorm_statistics
 from .sgd_cg import SGDCG
 from .sgd_cm import SGDCM
@@ -14,10 +15,12 @@ from .sgd_cm import SGDCM
 __all__ = [
     "AdamCG",
     "AdamCM",
+    "MEG",
     "OPTIMIZER_NAMES",
     "SAM",
     "SGDCG",
     "SGDCM",
     "create_optimizer",
     "frozen_batchnorm_statistics",
+    "needs_closure",
 ]

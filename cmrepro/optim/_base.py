@@ -20,6 +20,9 @@ from torch.optim import Optimizer
 
 from ._state import BUFFER_ENTRIES, FlatBucket, bucket_key
 from .buffer import CriticalBuffer, buffer_gram, buffer_statistics, priority_key
+from .flat_grads import flat_grads, flat_params
+from .fused import check_fused, fused_step, hyper_tensor
+from .fused_rules import rule_for
 
 # Only groups up to this size are fused: for them the per-group overhead of a
 # step dominates; larger groups keep the one-slot write of their own bucket.
@@ -46,17 +49,20 @@ class RuleState:
 class CriticalOptimizer(Optimizer):
     """A ``torch.optim.Optimizer`` with a critical buffer per parameter.
 
-    Subclasses set :attr:`decoupled_weight_decay` and implement
-    :meth:`moment_names` and :meth:`direction`.
+    Subclasses set :attr:`decoupled_weight_decay` (their default form) and
+    implement :meth:`moment_names` and :meth:`direction`.
     """
 
     #: ``True``: ``theta *= 1 - lr * weight_decay`` before the update (AdamW
-    #: style). ``False``: the rule adds ``weight_decay * theta`` itself.
+    #: style). ``False``: the rule adds ``weight_decay * theta`` itself. A
+    #: group's ``decoupled_weight_decay`` overrides it; this class value serves
+    #: groups saved before the option existed.
     decoupled_weight_decay: bool = False
     #: The official SGD+CG skips the key decay when ``decay == 0``.
     skip_zero_decay: bool = False
 
     def __init__(self, params, defaults: dict) -> None:
+        defaults.setdefault("fused", None)  # None/False: the eager multi-tensor path (cmrepro.optim.fused)
         super().__init__(params, defaults)
         self._buckets: dict[int, tuple[dict, dict]] = {}
 
@@ -110,7 +116,10 @@ class CriticalOptimizer(Optimizer):
                 bucket.lockstep = False
             if group["foreach"] and bucket.flattenable:
                 # In lockstep every parameter of the bucket is new or none is.
-                self._step_bucket(group, bucket, bucket_key_value, first=bool(new))
+                if group["fused"]:
+                    self._step_bucket_fused(group, bucket, bucket_key_value, first=bool(new))
+                else:
+                    self._step_bucket(group, bucket, bucket_key_value, first=bool(new))
             else:
                 for p in stepping:
                     self._step_param(group, p, bucket_key_value, first=id(p) in new)
@@ -126,6 +135,18 @@ class CriticalOptimizer(Optimizer):
             state = RuleState(bucket.step, views.moments, part, memo)
             theta = views.theta() if with_theta else None
             self._move(group, state, views.params, bucket.chunk_grad(views.chunk), theta, first)
+        self._finish(group, buffer, key)
+        bucket.count_step()
+
+    def _step_bucket_fused(self, group: dict, bucket: FlatBucket, key: Tensor, first: bool) -> None:
+        """Fused path: flat parameters and gradients, then one compiled kernel for the elementwise step."""
+        param, grad = flat_params(bucket), flat_grads(bucket)
+        if first:  # once per bucket: not worth a compiled variant of its own
+            self._step_bucket(group, bucket, key, first=True)
+            return
+        buffer = self._begin(bucket.step, bucket.critical_buffer(), key)
+        hyper = hyper_tensor(bucket, group, self._decoupled(group))
+        fused_step(rule_for(type(self)), bucket, param, grad, buffer.decision, hyper)
         self._finish(group, buffer, key)
         bucket.count_step()
 
@@ -148,7 +169,7 @@ class CriticalOptimizer(Optimizer):
     def _move(self, group, state: RuleState, params: list[Tensor], grad, theta, first: bool) -> None:
         """The elementwise part: weight decay, the rule, the parameter update."""
         lr, weight_decay = group["lr"], group["weight_decay"]
-        if weight_decay and self.decoupled_weight_decay:
+        if weight_decay and self._decoupled(group):
             torch._foreach_mul_(params, 1 - lr * weight_decay)
         update = self.direction(group, state, grad, theta, first)
         if update is None:
@@ -165,7 +186,10 @@ class CriticalOptimizer(Optimizer):
             buffer.decay_(group["decay"])
 
     def _needs_theta(self, group: dict) -> bool:
-        return not self.decoupled_weight_decay and group["weight_decay"] != 0
+        return not self._decoupled(group) and group["weight_decay"] != 0
+
+    def _decoupled(self, group: dict) -> bool:
+        return group.get("decoupled_weight_decay", self.decoupled_weight_decay)
 
     # ---- many small param groups as one bucket ---------------------------------------------
     # An optimizer with many param groups of equal hyperparameters (say, one
@@ -194,7 +218,7 @@ class CriticalOptimizer(Optimizer):
         """Hyperparameters, device, dtype and step of a group that can join a fused bucket, else None."""
         params = group["params"]
         # Cheapest checks first: this runs for every group on every step.
-        if not group["foreach"] or not params or sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
+        if not group["foreach"] or group["fused"] or not params or sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
             return None  # large groups run large kernels already; per-coordinate gathers would only cost
         if any(p.grad is None or p.grad.is_sparse for p in params):
             return None
@@ -204,13 +228,26 @@ class CriticalOptimizer(Optimizer):
         bucket = buckets[0]
         if bucket.fused is None and not (bucket.flattenable and len(bucket.params) == len(params)):
             return None
-        hyper = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"))
-        signature = (hyper, *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
+        signature = (self._hyper_signature(group), *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
         try:
             hash(signature)
         except TypeError:  # a group value we cannot compare (say, a nested list): keep the group on its own
             return None
         return signature
+
+    def _hyper_signature(self, group: dict) -> tuple:
+        """The group's hyperparameters as a sorted tuple, rebuilt only when one of them changes.
+
+        Sorting and converting every group's values on every step was most of
+        the per-group cost of a step over hundreds of small groups (the toys).
+        """
+        values = [value for key, value in group.items() if key != "params"]
+        memo = self.__dict__.setdefault("_hyper_memo", {}).get(id(group))
+        if memo is not None and memo[0] is group and memo[1] == values:
+            return memo[2]
+        hyper = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"))
+        self._hyper_memo[id(group)] = (group, values, hyper)
+        return hyper
 
     def _fuse(self, groups: list[dict]) -> FlatBucket:
         params = [p for g in groups for p in g["params"]]
@@ -335,11 +372,16 @@ class CriticalOptimizer(Optimizer):
         for group in self.param_groups:
             group.setdefault("foreach", True)
             group.setdefault("buffer_dtype", None)
+            group.setdefault("fused", None)
         self._rebuild_buckets()
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         self._check_group(self.param_groups[-1])
+        check_fused(type(self), rule_for(type(self)), self.param_groups[-1])
+        decoupled = self._decoupled(self.param_groups[-1])
+        if not isinstance(decoupled, bool):
+            raise ValueError(f"invalid decoupled_weight_decay: {decoupled!r} (must be True or False)")
 
     def _check_group(self, group: dict) -> None:
         """Validate one group's hyperparameters (called for every group)."""

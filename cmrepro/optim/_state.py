@@ -36,6 +36,9 @@ CPU_CHUNK_ELEMENTS = 1 << 18
 # the stored elements, as the official code does on every step.
 RESYNC_EVERY = 1024
 
+# Unused elements in front of each bucket's buffer storage (see FlatBucket.__init__).
+BUFFER_PAD = 6
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -98,7 +101,11 @@ class FlatBucket:
         n, count = sum(self.sizes), len(self.params)
         zeros = dict(device=device)
         self.moments = {name: torch.zeros(n, dtype=dtype, **zeros) for name in moments}
-        self.buffer = torch.zeros(capacity, n, dtype=buffer_dtype, **zeros)
+        # Every row starts at a storage offset >= BUFFER_PAD: the fused step passes the row
+        # it writes, and torch.compile then needs one graph for all rows (it specialises
+        # offsets 0 and 1, and an offset equal to a size, into graphs of their own).
+        padded = torch.zeros(BUFFER_PAD + capacity * n, dtype=buffer_dtype, **zeros)
+        self.buffer = padded[BUFFER_PAD:].view(capacity, n)
         self.total = torch.zeros(n, dtype=dtype, **zeros)
         self.keys = torch.zeros(count, capacity, dtype=key_dtype, **zeros)
         self.count = torch.zeros(count, dtype=torch.int64, **zeros)
@@ -118,6 +125,11 @@ class FlatBucket:
         self.group_of_row: Tensor | None = None
         self.row_of_element: Tensor | None = None
         self._chunk_views: list[ChunkViews] | None = None
+        # Fused groups only (fused=True): the flat parameters and gradients
+        # (cmrepro.optim.flat_grads) and the hyperparameters as a device tensor
+        # with the values it was made from (cmrepro.optim.fused).
+        self.flat_storage = None
+        self.fused_hyper: tuple[tuple[float, ...], Tensor] | None = None
 
     @property
     def flattenable(self) -> bool:
@@ -159,6 +171,10 @@ class FlatBucket:
                 for chunk in self.chunks
             ]
         return self._chunk_views
+
+    def forget_views(self) -> None:
+        """Drop the cached chunk views: a parameter's storage moved (flat storage adopted it)."""
+        self._chunk_views = None
 
     def chunk_grad(self, chunk: Chunk) -> Tensor:
         """The gradient over ``chunk``: a view inside one parameter, a small copy across several."""

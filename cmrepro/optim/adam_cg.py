@@ -8,7 +8,8 @@ As the official ``Adam_C`` does:
   ``g`` is offered to the buffer, and ``aggr`` replaces the gradient in Adam's
   moments;
 - weight decay is coupled L2: ``weight_decay * theta`` is added to the
-  aggregate, after the buffer saw the raw gradient;
+  aggregate, after the buffer saw the raw gradient
+  (``decoupled_weight_decay=True``: AdamW style instead, as Adam+CM);
 - keys decay by ``decay`` after every step.
 """
 
@@ -22,7 +23,8 @@ from ._base import RuleState
 
 
 class AdamCG(CriticalAdam):
-    """Adam+CG. Arguments as :class:`~cmrepro.optim.AdamCM`; ``weight_decay`` is L2."""
+    """Adam+CG. Arguments as :class:`~cmrepro.optim.AdamCM`; ``weight_decay`` is L2 unless
+    ``decoupled_weight_decay`` (as in ``torch.optim.Adam``)."""
 
     def __init__(
         self,
@@ -36,6 +38,8 @@ class AdamCG(CriticalAdam):
         *,
         foreach: bool = True,
         buffer_dtype: torch.dtype | None = None,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -46,6 +50,8 @@ class AdamCG(CriticalAdam):
             topC=topC,
             foreach=foreach,
             buffer_dtype=buffer_dtype,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
 

@@ -9,7 +9,9 @@ from the paper's equations):
   (buffer read before insertion); ``m_t`` is offered to the buffer;
   ``v_t = beta2 v + (1 - beta2) aggr^2``; the update uses ``aggr`` and ``v_t``
   with Adam's bias corrections at ``t``;
-- weight decay is decoupled (AdamW style);
+- weight decay is decoupled (AdamW style); ``decoupled_weight_decay=False``
+  gives coupled L2 instead: ``g + weight_decay * theta`` replaces ``g``
+  everywhere (buffer, moments), as ``torch.optim.Adam``'s L2 does;
 - keys decay by ``decay`` after every step.
 """
 
@@ -30,12 +32,13 @@ class AdamCM(CriticalAdam):
         lr: learning rate ``alpha``.
         betas: ``(beta1, beta2)``.
         eps: added to the denominator.
-        weight_decay: decoupled weight decay.
+        weight_decay: decoupled weight decay (L2 when ``decoupled_weight_decay`` is false).
         decay: priority-key decay ``lambda`` per step, in ``[0, 1]``.
         topC: buffer capacity ``C``.
         foreach: use the multi-tensor (flat) path where it applies.
         buffer_dtype: dtype of the stored momenta (e.g. ``torch.bfloat16``);
             ``None`` keeps the parameter's dtype.
+        decoupled_weight_decay: the official AdamW-style decay; ``False``: coupled L2.
     """
 
     decoupled_weight_decay = True
@@ -52,6 +55,8 @@ class AdamCM(CriticalAdam):
         *,
         foreach: bool = True,
         buffer_dtype: torch.dtype | None = None,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = True,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -62,11 +67,15 @@ class AdamCM(CriticalAdam):
             topC=topC,
             foreach=foreach,
             buffer_dtype=buffer_dtype,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
 
     def direction(self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool):
         buffer = state.buffer
+        if theta is not None:  # coupled L2: the rule sees the regularised loss's gradient
+            grad = grad.add(theta, alpha=group["weight_decay"])
         if first:
             buffer.offer_(grad)
             return None

@@ -2,7 +2,8 @@
 
 As the official ``SGD_C`` does:
 
-- ``d = g (+ weight_decay * theta)``; the first step stores ``d`` and uses it
+- ``d = g (+ weight_decay * theta)``, or, with ``decoupled_weight_decay=True``,
+  ``d = g`` and ``theta *= 1 - lr * weight_decay`` as in SGD+CM; the first step stores ``d`` and uses it
   as is; later steps use ``aggr = d + mean(buffer)`` (read before insertion)
   and offer ``d`` to the buffer;
 - heavy-ball momentum in PyTorch's form (with ``dampening``) is applied to the
@@ -21,7 +22,8 @@ from ._validation import check_critical, check_non_negative
 
 
 class SGDCG(CriticalOptimizer):
-    """SGD+CG. ``momentum`` and ``dampening`` as in ``torch.optim.SGD``; ``weight_decay`` is L2."""
+    """SGD+CG. ``momentum`` and ``dampening`` as in ``torch.optim.SGD``; ``weight_decay`` is L2 unless
+    ``decoupled_weight_decay``."""
 
     skip_zero_decay = True
 
@@ -37,6 +39,8 @@ class SGDCG(CriticalOptimizer):
         *,
         foreach: bool = True,
         buffer_dtype: torch.dtype | None = None,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -47,6 +51,8 @@ class SGDCG(CriticalOptimizer):
             topC=topC,
             foreach=foreach,
             buffer_dtype=buffer_dtype,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
 

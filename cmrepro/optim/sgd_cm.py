@@ -9,7 +9,8 @@ built in the style of the official ``Adam_CM``:
   the buffer, ``theta -= lr * aggr`` (eq. 8);
 - the first step stores the raw gradient and does not move the parameter,
   the key is the official key and decays after every step, and weight decay
-  is decoupled, as in Adam+CM.
+  is decoupled, as in Adam+CM (``decoupled_weight_decay=False``: coupled L2,
+  ``g + weight_decay * theta`` in place of ``g``, as in Adam+CM).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ._validation import check_critical, check_unit_interval
 
 
 class SGDCM(CriticalOptimizer):
-    """SGD+CM. ``momentum`` is ``beta`` of eq. 4, in ``[0, 1)``."""
+    """SGD+CM. ``momentum`` is ``beta`` of eq. 4, in ``[0, 1)``; weight decay as in :class:`~cmrepro.optim.AdamCM`."""
 
     decoupled_weight_decay = True
 
@@ -37,6 +38,8 @@ class SGDCM(CriticalOptimizer):
         *,
         foreach: bool = True,
         buffer_dtype: torch.dtype | None = None,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = True,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -46,6 +49,8 @@ class SGDCM(CriticalOptimizer):
             topC=topC,
             foreach=foreach,
             buffer_dtype=buffer_dtype,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
 
@@ -58,6 +63,8 @@ class SGDCM(CriticalOptimizer):
 
     def direction(self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool):
         buffer = state.buffer
+        if theta is not None:  # coupled L2, as in Adam+CM
+            grad = grad.add(theta, alpha=group["weight_decay"])
         if first:
             buffer.offer_(grad)
             return None

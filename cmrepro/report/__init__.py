@@ -7,6 +7,8 @@
 - :mod:`.render`: markdown and LaTeX.
 - :mod:`.table_report`: one table's report files.
 - :mod:`.analysis`: the training-time analysis figures (Figures 8-10, 19, 20).
+- :mod:`.notes`: what a table's report says beside its cells (Table 2's weight decay, Table 3's settings).
+- :mod:`.index`: ``results/README.md``, every table and figure of the paper with its command and status.
 """
 
 from .runs import load_metrics, load_runs

@@ -3,7 +3,9 @@
 python -m cmrepro.report table2                 # results/tables/table2.{md,csv,tex} + curves
 python -m cmrepro.report table3 --grid          # the best grid setting per cell
 python -m cmrepro.report table2 --runs results/smoke/runs --out results/smoke
+python -m cmrepro.report appendix               # Appendix A.2.1: Adam+MEG on CIFAR10 beside the paper's
 python -m cmrepro.report figure8               # training-time analysis figures
+python -m cmrepro.report index                 # results/README.md: every table and figure, command, status
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .index import write_index
 from .table_report import TABLES, write_grid_report, write_table_report
 
 
@@ -27,11 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cmrepro.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("name", choices=[*TABLES, *figures], help="a paper table or figure")
+    parser.add_argument("name", choices=[*TABLES, *figures, "index"], help="a paper table or figure, or the index")
     parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="root of the run directories")
     parser.add_argument("--out", type=Path, default=Path("results"), help="writes <out>/tables and <out>/figures")
     parser.add_argument("--grid", action="store_true", help="tables: choose the best setting of the grid runs")
     args = parser.parse_args(argv)
+    if args.name == "index":  # from committed files only, never from run directories
+        print(write_index(out=args.out / "README.md"))
+        return 0
     if not args.runs.is_dir():
         print(f"cmrepro.report: no run directory at {args.runs}; run the experiments first", file=sys.stderr)
         return 2

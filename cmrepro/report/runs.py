@@ -17,12 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..run_files import METRICS, RESULT, RunFileError, read_jsonl
+from ..weight_decay import weight_decay_form
 
 # The hyperparameters a setting is made of; a run's setting is these, its seed aside.
-HYPERPARAMETERS = ("lr", "beta1", "beta2", "momentum", "topC", "decay", "rho", "batch_size")
+HYPERPARAMETERS = ("lr", "beta1", "beta2", "momentum", "topC", "decay", "rho", "gamma", "heavy_ball", "batch_size")
 RUN_COLUMNS = (
     "run_dir", "status", "scale", "table", "kind", "dataset", "optimizer", "seed", *HYPERPARAMETERS,
-    "setting", "monitor", "best", "best_epoch", "epochs_completed", "epochs", "wall_time_s", "error",
+    "weight_decay_form", "setting", "monitor", "best", "best_epoch", "epochs_completed", "epochs", "wall_time_s",
+    "error",
 )  # fmt: skip
 
 
@@ -78,6 +80,7 @@ def _run_row(run_dir: Path, result: dict | None) -> dict:
         "optimizer": optimizer.get("name"),
         "seed": config.get("seed"),
         **values,
+        "weight_decay_form": _weight_decay_form(optimizer),
         "setting": setting_label(values),
         "monitor": monitor,
         "best": best.get(monitor) if monitor else None,
@@ -99,8 +102,19 @@ def _hyperparameters(optimizer: Mapping, dataset: Mapping) -> dict:
         "topC": optimizer.get("topC"),
         "decay": optimizer.get("decay"),
         "rho": optimizer.get("rho"),
+        "gamma": optimizer.get("gamma"),  # MEG's extrapolation (None: the learning rate) and heavy ball
+        "heavy_ball": optimizer.get("heavy_ball"),
         "batch_size": dataset.get("batch_size"),
     }
+
+
+def _weight_decay_form(optimizer: Mapping) -> str | None:
+    """``decoupled`` or ``coupled`` as the run applied it; None where unknown (a config from before
+    ``optimizer.weight_decay_form``, with a raw ``decoupled_weight_decay`` key)."""
+    try:
+        return weight_decay_form(optimizer) if optimizer else None
+    except ValueError:
+        return None
 
 
 def setting_label(values: Mapping) -> str:

@@ -14,13 +14,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PAPER_TABLES = Path(__file__).resolve().parents[2] / "results" / "paper" / "tables.csv"
+PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
+PAPER_TABLES = PAPER_DIR / "tables.csv"
+# Tables whose published cells live in a file of their own: "appendix" holds the numbers the
+# appendix gives in its text (A.2.1: Adam+MEG on CIFAR10, beside Adam+CM and Adam+SAM+CM).
+PAPER_FILES = {"appendix": PAPER_DIR / "appendix_meg.csv"}
+# Cells a table quotes from another: the appendix's Adam+CM and Adam+SAM+CM are Table 2's
+# CIFAR10 cells, so its report reads them from Table 2's runs rather than running them again.
+QUOTED_FROM = {"appendix": "table2"}
 SEEDS_PER_CELL = 5
 
 # The paper's names -> cmrepro's config names, in the paper's row and column order.
 OPTIMIZER_NAMES = {
     "Adam": "adam", "Adam+CG": "adam_cg", "Adam+SAM": "adam_sam", "Adam+CM": "adam_cm",
     "Adam+SAM+CM": "adam_sam_cm", "SGD": "sgd", "SGD+CG": "sgd_cg", "SGD+CM": "sgd_cm",
+    "Adam+MEG": "adam_meg", "Adam+MEG+CM": "adam_meg_cm",
 }  # fmt: skip
 DATASET_NAMES = {"5-dataset": "five_datasets"}  # everything else is spelled the same
 PAPER_OPTIMIZER = {ours: paper for paper, ours in OPTIMIZER_NAMES.items()}
@@ -34,9 +42,9 @@ CELL_COLUMNS = [
 ]  # fmt: skip
 
 
-def paper_cells(table: str, path: Path = PAPER_TABLES) -> pd.DataFrame:
+def paper_cells(table: str, path: Path | None = None) -> pd.DataFrame:
     """The published cells of ``table`` with cmrepro's dataset and optimizer names."""
-    paper = pd.read_csv(path)
+    paper = pd.read_csv(path or PAPER_FILES.get(table, PAPER_TABLES))
     paper = paper[paper["table"] == table].copy()
     paper["dataset"] = paper["dataset"].replace(DATASET_NAMES)
     paper["optimizer"] = paper["optimizer"].map(OPTIMIZER_NAMES)
@@ -76,6 +84,15 @@ def best_cells(runs: pd.DataFrame, table: str) -> pd.DataFrame:
     """Mean +- std over seeds of the best metric of ``table``'s best-settings runs."""
     runs = runs[(runs["table"] == table) & (runs["kind"] == "best")]
     return _cells(runs, table, ["dataset", "optimizer"])
+
+
+def quoted_cells(runs: pd.DataFrame, table: str, ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """The cells ``table`` quotes from ``QUOTED_FROM[table]``: that table's cells for the paper's
+    (dataset, optimizer) pairs that ``ours`` (``table``'s own cells) lacks, relabelled as ``table``'s."""
+    keys = ["dataset", "optimizer"]
+    wanted = paper[keys].drop_duplicates().merge(ours[keys], on=keys, how="left", indicator=True)
+    wanted = wanted.loc[wanted["_merge"] == "left_only", keys]
+    return best_cells(runs, QUOTED_FROM[table]).merge(wanted, on=keys).assign(table=table)
 
 
 def _cells(runs: pd.DataFrame, table: str, keys: list[str]) -> pd.DataFrame:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
+import os
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+# torch picks SIMD kernels for the CPU it runs on (AVX2, AVX-512, ...), whose exp/log/cos differ
+# in the last bits, and these toy dynamics amplify last bits into different basins. The
+# portable kernels give the same bits on every x86 CPU; the toy tensors are too small for
+# SIMD to matter. Must be set before torch is imported (here and in the spawned workers).
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "default")
 
-from ..cli import exit_on_unknown_option
-from .experiments import KINDS
-from .summary import write_summary
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from ..cli import exit_on_unknown_option  # noqa: E402
+from .experiments import KINDS  # noqa: E402
+from .summary import write_summary  # noqa: E402
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "toy"
 
@@ -20,6 +28,7 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "toy"
 def _run(cfg: DictConfig) -> None:
     experiment = OmegaConf.to_container(cfg.experiment, resolve=True)
     experiment["workers"] = cfg.workers
+    experiment["start_jitter"] = cfg.start_jitter
     out, figures = Path(cfg.output_dir), Path(cfg.figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)

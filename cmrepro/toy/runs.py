@@ -9,6 +9,7 @@ each run's perturbation by that run's gradient (``group_norm=True``).
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..optim import SAM, create_optimizer
+from ..optim import create_optimizer, needs_closure
 from .surfaces import Surface, surface
 
 # The paper's names (Table 1, Figures) for the factory's optimizer names.
@@ -27,7 +28,15 @@ LABELS = {
     "adam_cg": "Adam+CG",
     "adam_cm": "Adam+CM",
     "adam_sam_cm": "Adam+SAM+CM",
+    "adam_meg": "Adam+MEG",
+    "adam_meg_cm": "Adam+MEG+CM",
 }
+
+
+# Optimizers whose step is elementwise, with no reduction over a param group (no priority key,
+# no SAM norm): the runs can share one [runs, dim] parameter in one group, which gives each run
+# the arithmetic of a group of its own (tests/test_toy_runs.py) for one step instead of one per run.
+ELEMENTWISE = frozenset({"adam", "adamw", "sgd", "adam_meg"})
 
 
 @dataclass
@@ -51,39 +60,63 @@ def run(
 ) -> Trajectories:
     """``steps`` optimizer steps from each row of ``starts`` ``[runs, dim]``; the learning rate is
     multiplied by ``lr_drop_factor`` after ``lr_drop_step`` steps (the paper's step 250 of 500)."""
-    params = [start.detach().clone().to(torch.float64).requires_grad_() for start in starts]
+    start = starts.detach().clone().to(torch.float64)
+    if optimizer in ELEMENTWISE:
+        params = [start.requires_grad_()]  # one [runs, dim] parameter: one step for all runs
+
+        def current() -> Tensor:
+            return params[0]
+    else:
+        params = [row.clone().requires_grad_() for row in start]  # one group per run
+
+        def current() -> Tensor:
+            return torch.stack(params)
+
     extra = {"group_norm": True} if "_sam" in optimizer else {}
     opt = create_optimizer(optimizer, [{"params": [p]} for p in params], **hyper, **extra)
-    points, losses = [torch.stack([p.detach() for p in params])], []
+    points, losses = [current().detach().clone()], []
     for step in range(steps):
         if step == lr_drop_step:
             for group in opt.param_groups:
                 group["lr"] *= lr_drop_factor
-        losses.append(_backward_all(surface, params))
-        if isinstance(opt, SAM):
-            opt.step(lambda: _backward_all(surface, params))
+        losses.append(_backward_all(surface, params, current))
+        if needs_closure(opt):
+            opt.step(lambda: _backward_all(surface, params, current))
         else:
             opt.step()
-        points.append(torch.stack([p.detach() for p in params]))
+        points.append(current().detach().clone())
     with torch.no_grad():
         losses.append(surface(points[-1]))
     return Trajectories(torch.stack(points), torch.stack(losses))
 
 
-def _backward_all(surface: Surface, params: list[Tensor]) -> Tensor:
+def _backward_all(surface: Surface, params: list[Tensor], current) -> Tensor:
     """Gradients of every run from one backward pass (the runs do not interact)."""
     for p in params:
         p.grad = None
-    values = surface(torch.stack(params))
+    values = surface(current())
     values.sum().backward()
     return values.detach()
 
 
-def uniform_starts(surface: Surface, runs: int, seed: int) -> Tensor:
-    """``runs`` points uniform in the surface's box ``[low, high]^dim``, from ``seed``."""
+def uniform_starts(
+    surface: Surface, runs: int, seed: int, box: tuple[float, float] | None = None, jitter: float = 0.0
+) -> Tensor:
+    """``runs`` points uniform in ``box`` (default: the surface's ``[low, high]``) to the power ``dim``,
+    from ``seed``; ``jitter`` moves each coordinate by that much noise (see :func:`jittered`)."""
+    low, high = box if box is not None else (surface.low, surface.high)
     generator = torch.Generator().manual_seed(seed)
     unit = torch.rand(runs, surface.dim, generator=generator, dtype=torch.float64)
-    return surface.low + (surface.high - surface.low) * unit
+    return jittered(low + (high - low) * unit, jitter)
+
+
+def jittered(starts: Tensor, jitter: float) -> Tensor:
+    """``starts`` plus ``jitter`` times seeded standard-normal noise: a verdict must not change when the
+    initial points move by ~1e-12 (the size of the last-bit differences between machines)."""
+    if not jitter:
+        return starts
+    noise = torch.randn(starts.shape, generator=torch.Generator().manual_seed(12345), dtype=torch.float64)
+    return starts + jitter * noise
 
 
 @dataclass(frozen=True)
@@ -96,7 +129,7 @@ class RunSpec:
     starts: Tensor
     steps: int
     lr_drop_step: int | None = None
-    s: float | None = None  # two_minima only
+    s: float | tuple[float, ...] | None = None  # two_minima only: one s, or one per run
     dim: int | None = None  # two_minima only
 
     def execute(self) -> Trajectories:
@@ -112,8 +145,28 @@ def run_many(specs: list[RunSpec], workers: int | None = 1) -> list[Trajectories
     workers = min(len(specs), workers or os.cpu_count() or 1)
     if workers <= 1:
         return [spec.execute() for spec in specs]
-    # spawn, not fork: a forked child of a process that already ran OpenMP threads can hang.
-    # The work is tiny tensors: processes, not threads, use the cores.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return list(pool.map(RunSpec.execute, specs))
+    return list(_pool(workers).map(RunSpec.execute, specs))
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """One pool of ``workers`` processes for the life of this process: every experiment of a
+    ``-m`` sweep reuses it instead of paying a worker start (a torch import) per experiment."""
+    if workers not in _POOLS:
+        # spawn, not fork: a forked child of a process that already ran OpenMP threads can hang.
+        # The work is tiny tensors: processes, not threads, use the cores. Spawned workers
+        # inherit the environment, so ATEN_CPU_CAPABILITY (see toy.__main__) reaches them.
+        context = multiprocessing.get_context("spawn")
+        _POOLS[workers] = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+        )
+    return _POOLS[workers]
+
+
+@atexit.register
+def _close_pools() -> None:
+    for pool in _POOLS.values():
+        pool.shutdown()
+    _POOLS.clear()

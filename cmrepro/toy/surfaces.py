@@ -9,7 +9,7 @@ minimum disagrees with its formula, the docstring says which we keep.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -74,13 +74,21 @@ def ackley_rosenbrock(x: Tensor) -> Tensor:
     return rosenbrock + 0.6 * ripples
 
 
-def two_minima(s: float) -> Callable[[Tensor], Tensor]:
-    """Eq. 9, ``f_s(x) = sum_d min(x_d^2, s (x_d - 1)^2)``: a flat minimum at 0 and a sharp one at 1."""
+def two_minima(s: float | Tensor) -> Callable[[Tensor], Tensor]:
+    """Eq. 9, ``f_s(x) = sum_d min(x_d^2, s (x_d - 1)^2)``: a flat minimum at 0 and a sharp one at 1.
+
+    ``s`` may be a ``[runs, 1]`` tensor, one sharpness per run, so that the runs of every ``s`` of
+    an experiment step as one batch.
+    """
 
     def f(x: Tensor) -> Tensor:
         return torch.minimum(x**2, s * (x - 1) ** 2).sum(-1)
 
     return f
+
+
+def _as_tuple(s: float | Sequence[float]) -> tuple[float, ...]:
+    return (s,) if isinstance(s, (int, float)) else tuple(s)
 
 
 SURFACES: dict[str, Surface] = {
@@ -91,13 +99,16 @@ SURFACES: dict[str, Surface] = {
 }
 
 
-def surface(name: str, *, s: float | None = None, dim: int | None = None) -> Surface:
-    """A named surface; ``two_minima`` takes its sharpness ``s`` and dimension ``dim``."""
+def surface(name: str, *, s: float | Sequence[float] | None = None, dim: int | None = None) -> Surface:
+    """A named surface; ``two_minima`` takes its sharpness ``s`` (or one per run) and dimension ``dim``."""
     if name == "two_minima":
         # Eq. 9 asks s > 1; Figure 7 also shows s = 1 (two equally sharp minima).
-        if s is None or s < 1 or not dim:
+        if s is None or min(_as_tuple(s)) < 1 or not dim:
             raise ValueError(f"invalid two_minima parameters: s={s!r} (must be >= 1), dim={dim!r} (must be >= 1)")
-        return Surface(f"two_minima_s{s:g}_d{dim}", two_minima(s), dim, (0.0,) * dim, 0.0, -5.0, 5.0)
+        if isinstance(s, (int, float)):
+            return Surface(f"two_minima_s{s:g}_d{dim}", two_minima(s), dim, (0.0,) * dim, 0.0, -5.0, 5.0)
+        per_run = torch.tensor(s, dtype=torch.float64)[:, None]
+        return Surface(f"two_minima_batch_d{dim}", two_minima(per_run), dim, (0.0,) * dim, 0.0, -5.0, 5.0)
     if name not in SURFACES:
         raise ValueError(f"unknown surface {name!r}; choose one of: {', '.join([*SURFACES, 'two_minima'])}")
     return SURFACES[name]

@@ -17,6 +17,7 @@ from ..metrics import metrics_settings
 from ..models import MODEL_NAMES
 from ..models.registry import MODEL_TASKS, model_width
 from ..optim import OPTIMIZER_NAMES, create_optimizer
+from ..weight_decay import SINGLE_FORM, base_optimizer, weight_decay_form
 from .compiled import compile_mode
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -38,8 +39,17 @@ def check_config(cfg: Mapping) -> None:
 
 
 def optimizer_arguments(cfg: Mapping) -> dict:
-    """The optimizer config as keyword arguments (``name`` removed, lists as tuples)."""
-    return {key: _plain(value) for key, value in cfg.items() if key != "name"}
+    """The optimizer config as keyword arguments (``name`` removed, lists as tuples).
+
+    ``weight_decay_form`` (official | decoupled | coupled, see :mod:`cmrepro.weight_decay`) becomes
+    the optimizer's ``decoupled_weight_decay``, here and nowhere else; torch's SGD and AdamW take
+    none (one form only). A ValueError with one line for a bad form.
+    """
+    arguments = {key: _plain(value) for key, value in cfg.items() if key not in ("name", "weight_decay_form")}
+    form = weight_decay_form(cfg)
+    if form is not None and base_optimizer(cfg["name"]) not in SINGLE_FORM:
+        arguments["decoupled_weight_decay"] = form == "decoupled"
+    return arguments
 
 
 def _plain(value):
@@ -93,9 +103,13 @@ def _check_data_and_model(dataset: Mapping, model: Mapping) -> None:
 def _check_optimizer(cfg: Mapping) -> None:
     name = cfg["name"]
     _check_choice("optimizer.name", name, OPTIMIZER_NAMES)
+    try:
+        arguments = optimizer_arguments(cfg)
+    except ValueError as error:  # the weight-decay form's one line, naming its key
+        raise ConfigError(str(error)) from None
     probe = [torch.zeros(1, requires_grad=True)]
     try:
-        create_optimizer(name, probe, **optimizer_arguments(cfg))
+        create_optimizer(name, probe, **arguments)
     except ValueError as error:
         raise ConfigError(str(error).replace("invalid ", "invalid optimizer.", 1)) from None
     except TypeError as error:  # an argument the optimizer does not take

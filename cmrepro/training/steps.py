@@ -1,7 +1,8 @@
 """One optimizer step and one evaluation pass, per task.
 
-SAM's second forward-backward pass goes through the optimizer's closure, so
-the loop does not need to know which optimizer it drives.
+SAM's and MEG's second forward-backward pass goes through the optimizer's
+closure (``cmrepro.optim.needs_closure``), so the loop does not need to know
+which optimizer it drives.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..optim import SAM
+from ..optim import needs_closure
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,10 @@ def _backward(compute_loss: Callable[[], Tensor], model: nn.Module, optimizer, s
 
 
 def optimizer_step(compute_loss: Callable[[], Tensor], model: nn.Module, optimizer, settings: StepSettings) -> Tensor:
-    """Backward, clip, step; for SAM the closure takes the gradient at the perturbed point."""
+    """Backward, clip, step; for SAM (MEG) the closure takes the gradient at the perturbed
+    (extrapolated) point."""
     loss = _backward(compute_loss, model, optimizer, settings)
-    if isinstance(optimizer, SAM):
+    if needs_closure(optimizer):
         optimizer.step(lambda: _backward(compute_loss, model, optimizer, settings))
     else:
         optimizer.step()
@@ -101,7 +103,7 @@ class LanguageModelTask:
 
         def compute_loss() -> Tensor:
             loss, hidden = self._loss(model, x, y, start)
-            outputs.setdefault("hidden", hidden)  # carry the state of the pass at theta, not SAM's second
+            outputs.setdefault("hidden", hidden)  # carry the state of the pass at theta, not SAM's/MEG's second
             return loss
 
         loss = optimizer_step(compute_loss, model, optimizer, settings)

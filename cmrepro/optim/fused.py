@@ -1,0 +1,163 @@
+"""The fused step: a bucket's whole elementwise step as one compiled kernel.
+
+With ``fused=True`` a param group's bucket is stepped by its class's rule from
+:mod:`cmrepro.optim.fused_rules`, compiled by ``torch.compile`` (inductor: C++
+with OpenMP on a CPU, Triton on a GPU) into one loop over the bucket's flat
+parameters, gradient, moments, running sum and the one buffer row that the
+step writes. What is not elementwise stays as it is: the priority key, the
+insertion decision (a device tensor; on a CPU also read on the host, which is
+a plain memory read), and the keys and counters, which are ``(P, C)`` small.
+
+Compilation happens once per rule and variant (device, dtypes, and whether the
+slot is a host-chosen row or a device index), for any bucket size: shapes are
+compiled dynamic, and every hyperparameter and the step count are tensor
+arguments, so neither a new learning rate nor a new step recompiles.
+:data:`COMPILE_LOG` records the seconds each compilation took.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .buffer import Decision
+from .fused_rules import HYPER, Rule
+
+# emulate_precision_casts: round at every explicit cast as eager does (a bf16
+# buffer stores the rounded value and the running sum adds the rounded value),
+# instead of keeping the wider intermediate.
+COMPILE_OPTIONS = {"emulate_precision_casts": True}
+
+
+@dataclass(frozen=True)
+class CompileRecord:
+    """One compilation: which rule, which variant, and how long its first call took."""
+
+    rule: str
+    variant: str
+    seconds: float
+
+
+COMPILE_LOG: list[CompileRecord] = []
+
+# One compiled function per (rule, variant). Each gets its own copy of the
+# rule's code object: dynamo keeps its compiled graphs, and its recompile limit
+# (8), per code object, and the variants of a rule should not share that budget.
+_COMPILED: dict[tuple, object] = {}
+_RAN: set[tuple] = set()  # variants that have run once: a later error is not a compile failure
+
+
+def compile_seconds() -> float:
+    """Total seconds spent compiling fused steps in this process."""
+    return sum(r.seconds for r in COMPILE_LOG)
+
+
+def fused_step(
+    rule: Rule,
+    bucket,
+    param: Tensor,
+    grad: Tensor,
+    decision: Decision,
+    hyper: Tensor,
+) -> None:
+    """Run ``rule`` over the bucket in one kernel, the insertion already decided."""
+    if decision.host is not None:  # CPU: the row is chosen here, the kernel writes it in its one loop
+        store, slot = bucket.buffer[decision.host[0]], None
+    else:
+        store, slot = bucket.buffer, decision.slot.reshape(-1)[:1]
+    moments = tuple(bucket.moments.values())
+    args = (param, grad, moments, bucket.total, store, slot, decision.insert.reshape(-1)[0])
+    args += (bucket.count[:1], hyper, bucket.step[:1])
+    variant = (rule.__name__, param.device.type, param.dtype, store.dtype, store.dim(), len(moments))
+    compiled = _COMPILED.get(variant)
+    if compiled is None:
+        compiled = torch.compile(_own_code(rule), dynamic=True, fullgraph=True, options=COMPILE_OPTIONS)
+        _COMPILED[variant] = compiled
+    graphs = _graphs_compiled()
+    start = time.perf_counter()
+    try:
+        compiled(*args)
+    except Exception as error:  # the eager path needs no compiler: say so, in one line
+        if _graphs_compiled() != graphs or variant not in _RAN:
+            raise RuntimeError(
+                f"fused=True: compiling the {rule.__name__} step for {param.device.type} failed "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                "set fused=False to use the eager multi-tensor path"
+            ) from error
+        raise
+    _RAN.add(variant)
+    if _graphs_compiled() != graphs:  # this call compiled (a new variant, or a buffer row at offset 0)
+        if param.device.type == "cuda":
+            torch.cuda.synchronize(param.device)
+        COMPILE_LOG.append(CompileRecord(rule.__name__, _describe(variant), time.perf_counter() - start))
+
+
+def check_fused(optimizer_class: type, rule: Rule | None, group: dict) -> None:
+    """Refuse, in one line, a ``fused`` value that the fused step cannot honour."""
+    fused = group["fused"]
+    if fused is None or fused is False:
+        return
+    name = optimizer_class.__name__
+    if fused is not True:
+        raise ValueError(f"invalid fused: {fused!r} (must be True, False or None)")
+    if not group["foreach"]:
+        raise ValueError(
+            f"invalid fused=True with foreach=False for {name}: the fused step is a multi-tensor path; drop one"
+        )
+    if rule is None:
+        raise ValueError(
+            f"invalid fused=True for {name}: its direction() has no rule in cmrepro.optim.fused_rules; use fused=False"
+        )
+    devices = sorted({p.device.type for p in group["params"]} - {"cpu", "cuda"})
+    if devices:
+        raise ValueError(
+            f"invalid fused=True for parameters on {devices}: the fused step compiles for cpu and cuda; use fused=False"
+        )
+
+
+def hyper_tensor(bucket, group: dict, decoupled: bool) -> Tensor:
+    """The group's hyperparameters as one float64 tensor on the bucket's device, rebuilt only when they change."""
+    weight_decay = group["weight_decay"]
+    betas = group.get("betas", (0.0, 0.0))
+    values = dict(
+        lr=group["lr"],
+        beta1=betas[0],
+        beta2=betas[1],
+        eps=group.get("eps", 0.0),
+        decoupled_wd=weight_decay if decoupled else 0.0,
+        coupled_wd=0.0 if decoupled else weight_decay,
+        momentum=group.get("momentum", 0.0),
+        dampening=group.get("dampening", 0.0),
+    )
+    key = tuple(float(values[name]) for name in HYPER)
+    cached = bucket.fused_hyper
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    host = torch.tensor(key, dtype=torch.float64)
+    if bucket.device.type == "cuda":
+        host = host.pin_memory()  # a non-blocking copy: no host synchronisation
+    tensor = host.to(bucket.device, non_blocking=True)
+    bucket.fused_hyper = (key, tensor)
+    return tensor
+
+
+def _graphs_compiled() -> int:
+    """Graphs dynamo has compiled in this process (a counter, read without touching the device)."""
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def _own_code(rule: Rule) -> types.FunctionType:
+    """``rule`` with a private copy of its code object (see :data:`_COMPILED`)."""
+    return types.FunctionType(rule.__code__.replace(), rule.__globals__, rule.__name__)
+
+
+def _describe(variant: tuple) -> str:
+    _, device, dtype, store_dtype, store_dim, _ = variant
+    slot = "host row" if store_dim == 1 else "device slot"
+    return (
+        f"{device} {str(dtype).removeprefix('torch.')} params, {str(store_dtype).removeprefix('torch.')} buffer, {slot}"
+    )
