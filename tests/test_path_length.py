@@ -116,7 +116,7 @@ def test_path_length_resumes_exactly_from_a_checkpoint():
     assert straight == sorted(straight) and straight[0] > 0
 
 
-def test_settings_follow_the_distance_unless_set_apart_and_old_checkpoints_are_refused():
+def test_settings_follow_the_distance_unless_set_apart_and_old_checkpoints_resume_without_it(capsys):
     assert metrics_settings({"distance": {"enabled": True, "every_n_epochs": 3}}).path_length.every_n_epochs == 3
     assert not metrics_settings({"distance": {"enabled": False}}).path_length.enabled
     apart = metrics_settings({"distance": {"enabled": True}, "path_length": {"enabled": False}})
@@ -126,7 +126,10 @@ def test_settings_follow_the_distance_unless_set_apart_and_old_checkpoints_are_r
     model = _model()
     # Without the optimizer there is nothing to sum over: no column rather than a wrong one.
     assert "path_length" not in _tracker(model, None).compute(1, model, None)
-    tracker = _tracker(model, AdamCM(model.parameters()))
-    with pytest.raises(ValueError, match="holds no path length") as error:
-        tracker.load_state_dict({})
-    assert "\n" not in str(error.value)
+    optimizer = AdamCM(model.parameters())
+    tracker = _tracker(model, optimizer)
+    tracker.load_state_dict({})  # a checkpoint from before the path length: resume without it
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "cmrepro: the checkpoint predates metrics.path_length; resuming without the path length"
+    ]
+    assert "path_length" not in tracker.compute(1, model, optimizer) and not optimizer._optimizer_step_post_hooks

@@ -13,6 +13,7 @@ or train/eval flag, so a run with metrics on trains exactly as one without.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -75,15 +76,21 @@ class TrainingMetrics:
         return self.path.state_dict() if self.path is not None else {}
 
     def load_state_dict(self, state: dict | None) -> None:
-        """Resume from :meth:`state_dict`, after the model's checkpoint is loaded. A checkpoint
-        without it (written before the path length existed) cannot resume the sum: a ValueError."""
+        """Resume from :meth:`state_dict`, after the model's checkpoint is loaded.
+
+        A checkpoint written before the path length existed cannot resume the sum exactly: the
+        run resumes without it (the column stays absent, never a wrong value), with one line.
+        """
         if self.path is None:
             return
         if not state or "path_length" not in state:
-            raise ValueError(
-                "the checkpoint holds no path length (it predates metrics.path_length): set "
-                "metrics.path_length.enabled=false to resume it, or delete the checkpoint to restart"
+            print(
+                "cmrepro: the checkpoint predates metrics.path_length; resuming without the path length",
+                file=sys.stderr,
             )
+            self._path_hook.remove()
+            self.path = None
+            return
         self.path.load_state_dict(state)
 
     def compute(self, epoch: int, model: nn.Module, optimizer: Optimizer) -> dict:

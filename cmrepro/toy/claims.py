@@ -266,6 +266,8 @@ def _runs(out: Path, source: str) -> pd.DataFrame | None:
     if not path.exists():
         return None
     frame = pd.read_csv(path)
+    if "run" not in frame:  # written by an older version, before runs were numbered: as if not run
+        return None
     return frame.assign(setting=_setting_column(frame))
 
 

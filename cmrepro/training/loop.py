@@ -129,13 +129,14 @@ def _run(cfg, run_dir: Path, records: RunRecords) -> dict:
     task = task_for(data.task)
     config = OmegaConf.to_container(cfg)
     # Before the checkpoint is loaded: distance is measured from the initial parameters.
-    analysis = TrainingMetrics.from_config(cfg, model, data.train, data.task)
+    analysis = TrainingMetrics.from_config(cfg, model, data.train, data.task, optimizer)
     runner = forward_module(model, cfg.trainer.compile)  # the model itself unless trainer.compile
 
     progress = {"epoch": 0, "best": None, "wall_time": 0.0}
     checkpoint = resume(run_dir, config, model, optimizer, progress)
     if checkpoint is not None:
         scheduler.load_state_dict(checkpoint["scheduler"])
+        analysis.load_state_dict(checkpoint.get("metrics"))
     records.keep_epochs(progress["epoch"])
 
     logger = make_logger(cfg.logger, run_dir, config)
@@ -216,6 +217,7 @@ def _epochs(
                     scheduler=scheduler.state_dict(),
                     rng=rng_state(),
                     config=OmegaConf.to_container(cfg),
+                    metrics=analysis.state_dict(),
                     **progress,
                 ),
                 run_dir / CHECKPOINT,
