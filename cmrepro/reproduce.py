@@ -33,7 +33,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from .report.__main__ import main as report_main
-from .report.runs import load_runs
+from .report.run_table import load_runs
 from .report.table_report import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]

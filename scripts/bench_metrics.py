@@ -35,9 +35,8 @@ from omegaconf import OmegaConf  # noqa: E402
 from cmrepro.metrics import buffer_metrics, distance_from, loss_for, m_sharpness, metrics_settings, snapshot  # noqa: E402
 from cmrepro.metrics.sharpness import hessian_vector_product, sharpness  # noqa: E402
 from cmrepro.models import ModelSpec, build_model  # noqa: E402
-from cmrepro.optim import create_optimizer  # noqa: E402
+from cmrepro.optim import optimizer_from_config  # noqa: E402
 from cmrepro.train import CONF_DIR  # noqa: E402
-from cmrepro.training.checks import optimizer_arguments  # noqa: E402
 from cmrepro.training.steps import StepSettings, task_for  # noqa: E402
 
 TRAIN_IMAGES, VAL_IMAGES, CLASSES = 40_000, 10_000, 100  # CIFAR100 as split in Table 6
@@ -99,9 +98,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_model(cfg["model"], ModelSpec("classification", num_classes=CLASSES)).to(device)
-    optimizer = create_optimizer(
-        cfg["optimizer"]["name"], model.parameters(), model=model, **optimizer_arguments(cfg["optimizer"])
-    )
+    optimizer = optimizer_from_config(cfg["optimizer"], model.parameters(), model)
     task, step_settings = task_for("classification"), StepSettings(device, "fp32", None)
     batches = [
         (torch.randn(batch_size, 3, 32, 32), torch.randint(0, CLASSES, (batch_size,)))

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -165,37 +166,66 @@ def naive_adam_cm(params: list[torch.Tensor]) -> Callable[[], object]:
     return Oracle("adam_cm", [group]).step
 
 
-def measure(name: str, device: torch.device, warmup: int, repeats: int) -> list[dict]:
-    """Time one row; returns one result (two for Adam+CM on CUDA: eager and graph)."""
+@dataclass
+class Row:
+    """One row, built and warmed up: its step, parameters, and the one-time costs."""
+
+    name: str
+    step: Callable[[], object]
+    params: list[torch.Tensor]
+    warmup_s: float
+    compile_s: float | None
+
+    def result(self, times: list[float]) -> dict:
+        optimizer = getattr(getattr(self.step, "func", self.step), "__self__", None)
+        per_param = None
+        if isinstance(optimizer, torch.optim.Optimizer):
+            per_param = state_bytes(optimizer) / sum(p.numel() for p in self.params)
+        return dict(
+            optimizer=self.name,
+            median_ms=statistics.median(times),
+            min_ms=min(times),
+            state_bytes_per_param=per_param,
+            compile_s=self.compile_s,
+            warmup_s=self.warmup_s,
+        )
+
+
+def prepare(name: str, device: torch.device, warmup: int) -> Row:
+    """Build a row and run its warm-up steps (state creation and, for fused rows, compilation)."""
     params = cifar_resnet34_params(device)
     step = candidates(device)[name](params)
-    naive = name.startswith("naive")
+    compiled_before = fused.compile_seconds()
     started = time.perf_counter()
     for _ in range(warmup):
         step()
     sync(device)
-    warmup_s = time.perf_counter() - started
-    times = time_steps(step, device, 0, max(3, repeats // 4) if naive else repeats)
-    optimizer = getattr(getattr(step, "func", step), "__self__", None)
-    per_param = None
-    if isinstance(optimizer, torch.optim.Optimizer):
-        per_param = state_bytes(optimizer) / sum(p.numel() for p in params)
-    compile_s = fused.compile_seconds() if fused.COMPILE_LOG else None
-    results = [
-        dict(
-            optimizer=name,
-            median_ms=statistics.median(times),
-            min_ms=min(times),
-            state_bytes_per_param=per_param,
-            compile_s=compile_s,
-            warmup_s=warmup_s,
-        )
-    ]
+    compile_s = fused.compile_seconds() - compiled_before
+    ours_fused = "fused" in name and not name.startswith("torch")
+    return Row(name, step, params, time.perf_counter() - started, compile_s if ours_fused else None)
+
+
+def measure(name: str, device: torch.device, warmup: int, repeats: int) -> list[dict]:
+    """Time one row; returns one result (two for Adam+CM on CUDA: eager and graph)."""
+    row = prepare(name, device, warmup)
+    times = time_steps(row.step, device, 0, max(3, repeats // 4) if name.startswith("naive") else repeats)
+    results = [row.result(times)]
     if name in ("AdamCM", "AdamCM fused") and device.type == "cuda":
-        replay = graph_step(step, device)
+        replay = graph_step(row.step, device)
         times = time_steps(replay, device, 3, repeats)
         results.append(dict(optimizer=f"{name} CUDA graph", median_ms=statistics.median(times), min_ms=min(times)))
     return results
+
+
+def measure_interleaved(names: list[str], device: torch.device, warmup: int, repeats: int) -> list[dict]:
+    """Time rows in one process, one step of each in turn: on a shared machine, load that
+    comes and goes then slows every row alike, so their ratios hold."""
+    rows = [prepare(name, device, warmup) for name in names]
+    times: dict[str, list[float]] = {row.name: [] for row in rows}
+    for _ in range(repeats):
+        for row in rows:
+            times[row.name] += time_steps(row.step, device, 0, 1)
+    return [row.result(times[row.name]) for row in rows]
 
 
 def main() -> None:
@@ -206,6 +236,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="substrings of the rows to run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="time the rows (pick a few with --only) in one process, one step of each in turn: steadier ratios "
+        "on a machine shared with other work",
+    )
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: time one row, print JSON
     args = parser.parse_args()
     if args.threads:
@@ -217,12 +253,19 @@ def main() -> None:
         print(json.dumps(measure(args.row, device, args.warmup, args.repeats)))
         return
 
+    names = [name for name in candidates(device) if not args.only or any(s in name for s in args.only)]
+    if args.interleave:
+        results = measure_interleaved(names, device, args.warmup, args.repeats)
+    else:
+        results = measure_each_in_its_process(names, args)
+    report(results, device, args)
+
+
+def measure_each_in_its_process(names: list[str], args: argparse.Namespace) -> list[dict]:
     # Each row runs in a fresh process: the allocator state left by one
     # optimizer (glibc's mmap threshold, CUDA's cache) must not favour the next.
     results = []
-    for name in candidates(device):
-        if args.only and not any(s in name for s in args.only):
-            continue
+    for name in names:
         command = [
             sys.executable,
             __file__,
@@ -242,13 +285,18 @@ def main() -> None:
             sys.exit(f"bench_optim: row {name!r} failed:\n{done.stderr}")
         results += json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{name:32s} {results[-1]['median_ms']:9.2f} ms", file=sys.stderr)
+    return results
 
+
+def report(results: list[dict], device: torch.device, args: argparse.Namespace) -> None:
+    """Print the table (ratios to the torch rows of the same run) and write the JSON."""
     n_params = sum(p.numel() for p in cifar_resnet34_params(torch.device("cpu")))
     bandwidth = stream_bandwidth(device, n_params, args.repeats)
     base = {r["optimizer"]: r["median_ms"] for r in results}
     print(
         f"\none step over {n_params / 1e6:.1f}M parameters in 110 tensors on {device}"
-        f" (torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats})"
+        f" (torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}"
+        f"{', rows interleaved in one process' if args.interleave else ', each row in its own process'})"
     )
     print(
         f"{'optimizer':32s} {'median ms':>10s} {'min ms':>9s} {'x Adam foreach':>15s} {'x Adam fused':>13s}"
@@ -285,6 +333,7 @@ def main() -> None:
             n_params=n_params,
             n_tensors=110,
             repeats=args.repeats,
+            interleaved=args.interleave,
             stream_bandwidth_bytes_per_s=bandwidth,
         )
 

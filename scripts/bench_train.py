@@ -9,9 +9,14 @@ optimizer step), on random batches of the real shapes: no data needed.
 Reports seconds per 100 steps and the estimated time of one real epoch
 (steps per epoch from the paper's dataset sizes, Table 6; for a stream, one
 epoch of each of its tasks). Prints a table and
-writes JSON. Example:
+writes JSON. ``--fused`` times each configuration twice, with
+``torch.optim.Adam(fused=True)`` and with the optimizer at ``fused=True``, and
+reports the ratio of their whole training steps (the training loop's
+``zero_grad()`` sets gradients to None, so the fused optimizer copies them into
+its flat storage each step; see docs/optimizers.md). Examples:
 
     python scripts/bench_train.py --out results/bench/train_cpu.json
+    python scripts/bench_train.py --datasets cifar100 --fused --steps 3 --out results/bench/train_fused_cpu.json
     python scripts/bench_train.py --datasets tinyimagenet five_datasets --out results/bench/train_streams_cpu.json
 """
 
@@ -33,9 +38,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from cmrepro.models import ModelSpec, build_model  # noqa: E402
-from cmrepro.optim import create_optimizer  # noqa: E402
+from cmrepro.optim import optimizer_from_config  # noqa: E402
 from cmrepro.train import CONF_DIR  # noqa: E402
-from cmrepro.training.checks import optimizer_arguments  # noqa: E402
 from cmrepro.training.compiled import COMPILE_MODES, forward_module  # noqa: E402
 from cmrepro.training.steps import StepSettings, task_for  # noqa: E402
 
@@ -73,7 +77,13 @@ def steps_per_epoch(name: str, cfg: dict) -> int:
 
 
 def measure(
-    name: str, optimizer: str, steps: int, device: torch.device, batch_size: int | None, compile_mode: str | None
+    name: str,
+    optimizer: str,
+    steps: int,
+    device: torch.device,
+    batch_size: int | None,
+    compile_mode: str | None,
+    fused: bool = False,
 ) -> dict:
     """``batch_size`` below the config's: time that batch and scale per example (memory-bound machines).
 
@@ -85,7 +95,7 @@ def measure(
     cfg = OmegaConf.to_container(cfg, resolve=True)
     torch.manual_seed(0)
     model = build_model(cfg["model"], DATASETS[name]["spec"]).to(device)
-    opt = create_optimizer(optimizer, model.parameters(), model=model, **optimizer_arguments(cfg["optimizer"]))
+    opt = optimizer_from_config(cfg["optimizer"] | (dict(fused=True) if fused else {}), model.parameters(), model)
     runner = forward_module(model, compile_mode or False)
     settings = StepSettings(device, cfg["trainer"]["precision"], cfg["trainer"]["grad_clip"])
     task = task_for(DATASETS[name]["spec"].task)
@@ -95,8 +105,8 @@ def measure(
     timed_batch = batch_size or config_batch
     batch = batch_for(name, cfg, timed_batch)
     started = time.perf_counter()
-    # Warm-up: state creation, allocator; compiled, also compilation and CUDA-graph recording.
-    for _ in range(3 if compile_mode else 1):
+    # Warm-up: state creation, allocator; compiled (or fused), also compilation and CUDA-graph recording.
+    for _ in range(3 if compile_mode or fused else 1):
         float(task.train_step(runner, opt, batch, settings))
     warmup = time.perf_counter() - started
     times = []
@@ -111,6 +121,7 @@ def measure(
         dataset=name,
         model=cfg["model"]["name"],
         optimizer=optimizer,
+        fused=fused,
         compile=compile_mode,
         warmup_seconds=warmup,
         batch_size=config_batch,
@@ -138,6 +149,9 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", choices=COMPILE_MODES, default=None, help="time steps as trainer.compile=MODE")
+    parser.add_argument(
+        "--fused", action="store_true", help="time adam and --optimizer, both with fused=True, and their ratio"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -145,18 +159,24 @@ def main() -> None:
     for name in args.datasets:
         steps = args.imagenet_steps if name == "imagenet" else args.steps
         batch = args.imagenet_batch if name == "imagenet" else None
-        rows.append(measure(name, args.optimizer, steps, device, batch, args.compile))
-        print(f"{name}: {rows[-1]['seconds_per_step']:.3f} s/step", file=sys.stderr)
+        for optimizer in ("adam", args.optimizer) if args.fused else (args.optimizer,):
+            rows.append(measure(name, optimizer, steps, device, batch, args.compile, args.fused))
+            print(f"{name} {optimizer}: {rows[-1]['seconds_per_step']:.3f} s/step", file=sys.stderr)
+        if args.fused:  # the whole step (forward, backward, step) over the step with fused Adam
+            rows[-1]["x_fused_adam_train_step"] = rows[-1]["seconds_per_step"] / rows[-2]["seconds_per_step"]
+    what = f"adam and {args.optimizer}, fused=True," if args.fused else args.optimizer
     print(
-        f"\n{args.optimizer} training steps on {device}{f' compiled ({args.compile})' if args.compile else ''} "
+        f"\n{what} training steps on {device}{f' compiled ({args.compile})' if args.compile else ''} "
         f"(torch {torch.__version__}, {torch.get_num_threads()} threads)"
     )
-    header = f"{'dataset':10s} {'model':16s} {'batch':>6s} {'timed at':>9s} {'s/100 steps':>12s}"
-    print(header + f" {'steps/epoch':>12s} {'min/epoch':>10s}")
+    header = f"{'dataset':10s} {'optimizer':12s} {'model':16s} {'batch':>6s} {'timed at':>9s} {'s/100 steps':>12s}"
+    print(header + f" {'steps/epoch':>12s} {'min/epoch':>10s} {'x fused Adam':>13s}")
     for r in rows:
+        ratio = r.get("x_fused_adam_train_step")
         print(
-            f"{r['dataset']:10s} {r['model']:16s} {r['batch_size']:6d} {r['timed_batch_size']:9d} "
+            f"{r['dataset']:10s} {r['optimizer']:12s} {r['model']:16s} {r['batch_size']:6d} {r['timed_batch_size']:9d} "
             f"{r['seconds_per_100_steps']:12.1f} {r['steps_per_epoch']:12d} {r['estimated_epoch_minutes']:10.1f}"
+            f" {f'{ratio:.2f}' if ratio else '-':>13s}"
         )
     if args.out:
         write_bench_json(args.out, device, rows)

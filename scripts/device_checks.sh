@@ -3,9 +3,11 @@
 # tests (optimizer trajectories against the oracle, CUDA-graph capture without host syncs,
 # CPU<->CUDA state, sharpness, a bf16 run, a compiled run), then the GPU benchmarks of the
 # optimizers, of the training steps of every configuration (eager; compiled for CIFAR100 and
-# ImageNet, each compilation taking about a minute) and of the analysis metrics, then the
+# ImageNet, each compilation taking about a minute), the whole CIFAR100 training step with
+# AdamCM(fused=True) over the one with Adam(fused=True), and of the analysis metrics, then the
 # full-scale GPU-hour estimate of every paper target. Results go to $OUT (the device tool's
-# folder), else results/bench/device/: seven files. A failing step is reported and the others
+# folder), else results/bench/device/: eight files. The optimizer benchmark includes the fused
+# rows (fused=True, with their compile time) and each row's ratio to Adam(fused=True). A failing step is reported and the others
 # still run; the exit status is non-zero if any failed. Wheels first: scripts/device_wheels.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,7 @@ step() {
 step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 step "$python" -m pytest -q -m cuda -p no:cacheprovider -o junit_family=xunit2 --junitxml="$out/cuda_tests.xml" \
   tests/test_optim_api.py tests/test_optim_state.py tests/test_optim_oracle.py tests/test_metrics.py tests/test_train.py \
-  tests/test_compile.py
+  tests/test_compile.py tests/test_optim_fused.py
 step "$python" scripts/bench_optim.py --device cuda --out "$out/optim_cuda.json"
 step "$python" scripts/bench_train.py --device cuda --steps 20 --imagenet-steps 10 --imagenet-batch 256 \
   --out "$out/train_cuda.json"
@@ -34,6 +36,8 @@ step "$python" scripts/bench_train.py --device cuda --steps 20 --imagenet-steps 
   --datasets cifar100 imagenet --compile reduce-overhead --out "$out/train_cuda_compiled.json"
 step "$python" scripts/bench_train.py --device cuda --steps 20 --datasets tinyimagenet five_datasets \
   --out "$out/streams_cuda.json"
+step "$python" scripts/bench_train.py --device cuda --steps 20 --datasets cifar100 --fused \
+  --out "$out/train_fused_cuda.json"
 step "$python" scripts/bench_metrics.py --device cuda --out "$out/metrics_cuda.json"
 step "$python" scripts/estimate_hours.py "$out/train_cuda.json" "$out/streams_cuda.json" --out "$out/hours_cuda.json"
 step "$python" scripts/estimate_hours.py "$out/train_cuda.json" "$out/streams_cuda.json" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Write the paper-table experiment configs, conf/experiment/<table>/{best,grid}/<dataset>_<optimizer>.yaml,
-from the transcribed paper numbers in results/paper/ (best_hyperparameters.csv, grids.csv).
+from the transcribed paper numbers in cmrepro/paper_data/ (best_hyperparameters.csv, grids.csv).
 
 A *best* config is the paper's best setting for one (dataset, optimizer) over five seeds;
 a *grid* config is the paper's hyperparameter search for it (Table 8 or 12) restricted to
@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The paper's optimizer and dataset names -> cmrepro's config names.
-from cmrepro.report.tables import DATASET_NAMES, OPTIMIZER_NAMES  # noqa: E402
+from cmrepro.paper_data import PAPER_DATA  # noqa: E402
+from cmrepro.paper_names import CONFIG_NAME_OF_PAPER_DATASET, FACTORY_NAME_OF_PAPER_OPTIMIZER  # noqa: E402
 
-PAPER = ROOT / "results" / "paper"
+PAPER = PAPER_DATA
 EXPERIMENTS = ROOT / "conf" / "experiment"
 SEEDS = "0,1,2,3,4"  # "All results presented in this section are averaged across five seeds."
 
@@ -73,8 +74,8 @@ def best_settings() -> dict[tuple[str, str], dict[str, str]]:
     for row in read_csv("best_hyperparameters.csv"):
         if row["table"] in tables:
             values = {key: row[key] for key in ("lr", "beta1", "beta2", "topC", "decay", "rho") if row[key]}
-            dataset = DATASET_NAMES.get(row["dataset"], row["dataset"])
-            settings[(dataset, OPTIMIZER_NAMES[row["optimizer"]])] = values
+            dataset = CONFIG_NAME_OF_PAPER_DATASET.get(row["dataset"], row["dataset"])
+            settings[(dataset, FACTORY_NAME_OF_PAPER_OPTIMIZER[row["optimizer"]])] = values
     return settings
 
 
@@ -128,7 +129,7 @@ def render(table: str, kind: str, dataset: str, optimizer: str, values: dict, pa
     lines = [
         "# @package _global_",
         f"# {PAPER_NAMES[table]}: {dataset}, {optimizer}, {what}.",
-        "# Written by scripts/write_experiments.py from results/paper/*.csv; edit those and re-run it.",
+        "# Written by scripts/write_experiments.py from cmrepro/paper_data/*.csv; edit those and re-run it.",
         f"# python -m cmrepro.train -m experiment={table}/{kind}/{dataset}_{optimizer}",
         "defaults:",
         f"  - override /dataset: {dataset}",
@@ -159,7 +160,7 @@ def experiment_files() -> dict[Path, str]:
             stem = f"{dataset}_{optimizer}.yaml"
             values = best.get((dataset, optimizer), {}) if best_tables else {}
             if best_tables and not values:
-                raise SystemExit(f"results/paper/best_hyperparameters.csv has no row for {dataset}, {optimizer}")
+                raise SystemExit(f"cmrepro/paper_data/best_hyperparameters.csv has no row for {dataset}, {optimizer}")
             files[EXPERIMENTS / table / "best" / stem] = render(
                 table, "best", dataset, optimizer, values, {"seed": SEEDS}
             )

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from train_helpers import ROOT, compose_run
 
+from cmrepro.paper_data import PAPER_DATA
 from cmrepro.report import analysis
 from cmrepro.training import check_config, train
 
@@ -173,7 +174,7 @@ def test_figure_experiments_compose_and_pass_the_checks(experiment, tmp_path):
 
 
 def test_figure8_runs_use_the_papers_best_cifar100_settings(tmp_path):
-    with (ROOT / "results" / "paper" / "best_hyperparameters.csv").open() as file:
+    with (PAPER_DATA / "best_hyperparameters.csv").open() as file:
         best = {
             row["optimizer"]: row
             for row in csv.DictReader(file)

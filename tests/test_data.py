@@ -431,7 +431,7 @@ def test_dataset_tasks_match_the_bundles(tmp_path: Path) -> None:
 
 
 def test_loaders_pin_memory_when_cuda_is_visible_unless_told():
-    from cmrepro.data.base import loader_options
+    from cmrepro.data.settings import loader_options
 
     assert loader_options({})["pin_memory"] is torch.cuda.is_available()
     assert loader_options({"pin_memory": "auto", "num_workers": 2})["persistent_workers"] is True

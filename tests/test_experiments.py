@@ -15,6 +15,7 @@ from train_helpers import ROOT, compose_run
 
 from cmrepro.data import build_data
 from cmrepro.models import ModelSpec, build_model
+from cmrepro.paper_data import PAPER_DATA
 from cmrepro.train import CONF_DIR
 from cmrepro.training import ConfigError, check_config
 
@@ -24,7 +25,7 @@ PAPER_NAMES = {"Adam": "adam", "Adam+CG": "adam_cg", "Adam+SAM": "adam_sam", "Ad
 
 
 def paper_best_settings() -> dict[tuple[str, str], dict[str, str]]:
-    with (ROOT / "results" / "paper" / "best_hyperparameters.csv").open(newline="") as file:
+    with (PAPER_DATA / "best_hyperparameters.csv").open(newline="") as file:
         rows = [row for row in csv.DictReader(file) if row["table"] in ("table9", "table10")]
     return {(row["dataset"], PAPER_NAMES[row["optimizer"]]): row for row in rows}
 

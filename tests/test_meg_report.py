@@ -12,10 +12,11 @@ from run_fixtures import write_run
 from train_helpers import ROOT, compose_run, run_cli
 
 from cmrepro.optim import MEG, create_optimizer
+from cmrepro.optim.from_config import optimizer_arguments
+from cmrepro.paper_data import PAPER_DATA
 from cmrepro.report.__main__ import main as report_main
 from cmrepro.reproduce import commands
 from cmrepro.training import check_config
-from cmrepro.training.checks import optimizer_arguments
 
 PAPER = ROOT.parent / "shared" / "paper.txt"
 EXPERIMENT = "appendix/best/cifar10_adam_meg"
@@ -25,7 +26,7 @@ def test_the_experiment_is_adams_best_cifar10_setting_with_meg(tmp_path):
     cfg = compose_run([f"experiment={EXPERIMENT}"], tmp_path)
     check_config(cfg)
     assert cfg["benchmark"] == {"table": "appendix", "kind": "best", "dataset": "cifar10"}
-    best = pd.read_csv(ROOT / "results" / "paper" / "best_hyperparameters.csv")
+    best = pd.read_csv(PAPER_DATA / "best_hyperparameters.csv")
     adam = best[(best["table"] == "table10") & (best["dataset"] == "cifar10") & (best["optimizer"] == "Adam")].iloc[0]
     optimizer = cfg["optimizer"]
     assert optimizer["name"] == "adam_meg" and optimizer["lr"] == adam["lr"]
@@ -50,7 +51,7 @@ def test_make_reproduce_meg_runs_the_appendix_table_over_five_seeds():
 @pytest.mark.skipif(not PAPER.exists(), reason="the paper's text is not beside this checkout")
 def test_the_appendix_values_are_the_papers_text():
     text = "".join(PAPER.read_text().split())
-    paper = pd.read_csv(ROOT / "results" / "paper" / "appendix_meg.csv")
+    paper = pd.read_csv(PAPER_DATA / "appendix_meg.csv")
     assert list(paper["table"].unique()) == ["appendix"] and set(paper["dataset"]) == {"cifar10"}
     meg, cm, sam_cm = (f"{row.optimizer}|{row.mean:.1f}±{row.std:.1f}%" for row in paper.itertuples())
     meg_name, meg_value = meg.split("|")

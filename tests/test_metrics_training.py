@@ -7,7 +7,7 @@ import json
 import pytest
 from train_helpers import QUICK, compose_run
 
-import cmrepro.training.loop as loop
+import cmrepro.training.epoch as loop
 from cmrepro.training import ConfigError, check_config, train
 
 # A tiny network and cheap metric settings: the loop is under test here, not the estimates.

@@ -13,10 +13,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from train_helpers import QUICK_STREAM, ROOT, compose_run, run_cli
+from train_helpers import QUICK_STREAM, compose_run, run_cli
 
 from cmrepro.models import ModelSpec, build_model
 from cmrepro.models.task_heads import TaskHeads
+from cmrepro.paper_data import PAPER_DATA
 from cmrepro.train import CONF_DIR
 from cmrepro.training import ConfigError, check_config, train
 from cmrepro.training.stream_metrics import stream_metrics
@@ -196,7 +197,7 @@ def _sweep_jobs(experiment: str) -> tuple[dict, list[list[str]]]:
 
 
 def test_best_configs_hold_table_13(tmp_path):
-    with open(ROOT / "results" / "paper" / "best_hyperparameters.csv") as handle:
+    with open(PAPER_DATA / "best_hyperparameters.csv") as handle:
         rows = [row for row in csv.DictReader(handle) if row["table"] == "table13"]
     assert len(rows) == 10
     for row in rows:

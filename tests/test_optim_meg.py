@@ -11,7 +11,7 @@ from oracle import Oracle
 from train_helpers import QUICK, compose_run
 
 from cmrepro.optim import MEG, SAM, AdamCM, create_optimizer, needs_closure
-from cmrepro.toy.runs import run
+from cmrepro.toy.batched_runs import run
 from cmrepro.toy.surfaces import surface
 from cmrepro.training import train
 

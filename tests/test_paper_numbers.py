@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cmrepro.paper_data import PAPER_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT.parent / "shared" / "paper.txt"
 
@@ -15,7 +17,7 @@ PAPER = ROOT.parent / "shared" / "paper.txt"
 @pytest.mark.skipif(not PAPER.exists(), reason="the paper's text is not beside this checkout")
 def test_toy_tables_match_the_papers_text():
     text = PAPER.read_text()
-    frame = pd.read_csv(ROOT / "results" / "paper" / "toy_tables.csv")
+    frame = pd.read_csv(PAPER_DATA / "toy_tables.csv")
     keys = ["table", "surface", "optimizer", "C", "decay"]
     wide = frame.groupby(keys, dropna=False).apply(lambda g: g.set_index("metric").value, include_groups=False)
     wide = wide.reset_index()
@@ -36,7 +38,7 @@ def _number(value: float) -> str:
 @pytest.mark.skipif(not PAPER.exists(), reason="the paper's text is not beside this checkout")
 def test_result_tables_match_the_papers_text():
     compact = PAPER.read_text().replace(" ", "")
-    frame = pd.read_csv(ROOT / "results" / "paper" / "tables.csv")
+    frame = pd.read_csv(PAPER_DATA / "tables.csv")
     assert set(frame.table) == {"table2", "table3", "table4", "table14"} and len(frame) == 45
     for row in frame.itertuples():
         cell = f"{_number(row.mean)}x" if row.metric == "speedup" else f"{row.mean:.1f}±{row.std:.1f}"
@@ -66,7 +68,7 @@ def _table_rows(lines: list[str], table: str) -> dict[str, list[str]]:
 @pytest.mark.skipif(not PAPER.exists(), reason="the paper's text is not beside this checkout")
 def test_best_hyperparameters_match_the_papers_text():
     lines = PAPER.read_text().splitlines()
-    frame = pd.read_csv(ROOT / "results" / "paper" / "best_hyperparameters.csv")
+    frame = pd.read_csv(PAPER_DATA / "best_hyperparameters.csv")
     for row in frame.itertuples():
         values = [row.lr, row.beta1, row.beta2, row.topC, row.decay, row.rho]
         braces = "{" + ", ".join(_number(v) for v in values if not pd.isna(v)) + "}"
@@ -77,5 +79,5 @@ def test_best_hyperparameters_match_the_papers_text():
 @pytest.mark.skipif(not PAPER.exists(), reason="the paper's text is not beside this checkout")
 def test_grids_match_the_papers_text():
     compact = PAPER.read_text().replace(" ", "")
-    for row in pd.read_csv(ROOT / "results" / "paper" / "grids.csv").itertuples():
+    for row in pd.read_csv(PAPER_DATA / "grids.csv").itertuples():
         assert "{" + row.values.replace(";", ",") + "}" in compact, row

@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
+from cmrepro.toy.batched_runs import run
 from cmrepro.toy.buffer_directions import buffer_directions, stored_elements, tidy_frame, trace_buffer
 from cmrepro.toy.experiments import KINDS
-from cmrepro.toy.runs import run
 from cmrepro.toy.summary import FIGURES
 from cmrepro.toy.surfaces import surface
 

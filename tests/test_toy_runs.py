@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from cmrepro.optim import AdamCM
-from cmrepro.toy.runs import run, uniform_starts
+from cmrepro.toy.batched_runs import run, uniform_starts
 from cmrepro.toy.surfaces import surface
 
 

@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from cmrepro.toy.runs import LABELS
+from cmrepro.paper_data import PAPER_DATA
+from cmrepro.paper_names import PAPER_NAME_OF_OPTIMIZER as LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf" / "toy" / "experiment"
-PAPER = ROOT / "results" / "paper"
+PAPER = PAPER_DATA
 
 
 def _settings(name: str) -> dict[str, list[dict]]:

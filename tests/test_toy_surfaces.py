@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cmrepro.toy.sharpness import hessian_top_eigenvalue
+from cmrepro.toy.hessian import hessian_top_eigenvalue
 from cmrepro.toy.surfaces import SURFACES, surface, two_minima
 
 

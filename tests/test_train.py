@@ -12,9 +12,9 @@ from train_helpers import QUICK, compose_run, run_cli
 
 from cmrepro.models import ModelSpec, build_model
 from cmrepro.optim import create_optimizer
+from cmrepro.optim.from_config import optimizer_arguments
 from cmrepro.run_files import RunFileError
 from cmrepro.training import CheckpointError, ConfigError, check_config, train
-from cmrepro.training.checks import optimizer_arguments
 
 DATASETS = ["cifar10", "cifar100", "imagenet", "ptb", "synthetic_image", "synthetic_text"]
 OPTIMIZERS = ["adam", "adam_cg", "adam_sam", "adam_cm", "adam_sam_cm", "sgd", "sgd_cg", "sgd_cm"]

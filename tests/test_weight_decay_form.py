@@ -13,10 +13,10 @@ from run_fixtures import write_run
 from train_helpers import compose_run
 
 from cmrepro.optim import SGDCG, SGDCM, AdamCG, AdamCM, create_optimizer
+from cmrepro.optim.from_config import optimizer_arguments
+from cmrepro.optim.weight_decay import OFFICIAL_FORMS, weight_decay_form
 from cmrepro.report.__main__ import main as report_main
 from cmrepro.training import ConfigError, check_config
-from cmrepro.training.checks import optimizer_arguments
-from cmrepro.weight_decay import OFFICIAL_FORMS, weight_decay_form
 
 STEPS = 120
 

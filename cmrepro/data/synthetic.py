@@ -15,18 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from .base import (
-    DATASET_TASKS,
-    DataBundle,
-    DataError,
-    SameEveryEpoch,
-    ShuffledTrainLoader,
-    batch_sizes,
-    eval_loader,
-    get_bool,
-    get_int,
-    loader_options,
-)
+from .base import DataBundle, SameEveryEpoch, ShuffledTrainLoader, eval_loader
+from .settings import SyntheticImageSettings, SyntheticTextSettings, stand_in_sizes
 from .text import BpttBatches, batchify, too_short
 
 # Prototypes are drawn on a coarse grid and upsampled, so that classes differ in smooth,
@@ -60,26 +50,21 @@ def noisy_samples(prototypes: torch.Tensor, count: int, generator: torch.Generat
 def build_synthetic_image(cfg: Mapping, seed: int) -> DataBundle:
     """Image classification without files; ``use_test`` adds a third, independent sample
     of ``num_val`` images."""
-    batch_size, eval_batch_size = batch_sizes(cfg)
-    num_classes = get_int(cfg, "num_classes", 10, minimum=2)
-    size = get_int(cfg, "image_size", 32)
-    channels = get_int(cfg, "channels", 3)
-    num_val = get_int(cfg, "num_val", 256)
-    options = loader_options(cfg)
-
+    s = SyntheticImageSettings.from_config(cfg)
+    loader = s.loader
     generator = torch.Generator().manual_seed(seed)
-    prototypes = class_prototypes(num_classes, channels, size, generator)
-    train = noisy_samples(prototypes, get_int(cfg, "num_train", 512), generator)
-    val = noisy_samples(prototypes, num_val, generator)
-    test = noisy_samples(prototypes, num_val, generator) if get_bool(cfg, "use_test", False) else None
+    prototypes = class_prototypes(s.num_classes, s.channels, s.image_size, generator)
+    train = noisy_samples(prototypes, s.num_train, generator)
+    val = noisy_samples(prototypes, s.num_val, generator)
+    test = noisy_samples(prototypes, s.num_val, generator) if s.use_test else None
     return DataBundle(
         task="classification",
-        train=ShuffledTrainLoader(train, batch_size, seed, options),
-        val=eval_loader(val, eval_batch_size, options),
-        test=None if test is None else eval_loader(test, eval_batch_size, options),
-        num_classes=num_classes,
+        train=ShuffledTrainLoader(train, loader.batch_size, seed, loader.options),
+        val=eval_loader(val, loader.eval_batch_size, loader.options),
+        test=None if test is None else eval_loader(test, loader.eval_batch_size, loader.options),
+        num_classes=s.num_classes,
         vocab_size=None,
-        input_shape=(channels, size, size),
+        input_shape=(s.channels, s.image_size, s.image_size),
     )
 
 
@@ -115,27 +100,24 @@ class MarkovChain:
 def build_synthetic_text(cfg: Mapping, seed: int) -> DataBundle:
     """Language modelling without files: one walk of the chain cut into train, val (and
     test, ``num_val_tokens`` long, when ``use_test``), batched like Penn Treebank."""
-    batch_size, eval_batch_size = batch_sizes(cfg)
-    vocab_size = get_int(cfg, "vocab_size", 50, minimum=2)
-    bptt = get_int(cfg, "bptt", 35)
-    num_val = get_int(cfg, "num_val_tokens", 4000)
+    s = SyntheticTextSettings.from_config(cfg)
     # split -> (tokens, batch columns, the key that sets its length)
     layout = {
-        "train": (get_int(cfg, "num_train_tokens", 20000), batch_size, "num_train_tokens"),
-        "val": (num_val, eval_batch_size, "num_val_tokens"),
+        "train": (s.num_train_tokens, s.batch_size, "num_train_tokens"),
+        "val": (s.num_val_tokens, s.eval_batch_size, "num_val_tokens"),
     }
-    if get_bool(cfg, "use_test", False):
-        layout["test"] = (num_val, eval_batch_size, "num_val_tokens")
+    if s.use_test:
+        layout["test"] = (s.num_val_tokens, s.eval_batch_size, "num_val_tokens")
 
     generator = torch.Generator().manual_seed(seed)
-    walk = MarkovChain(vocab_size, generator).sample(sum(length for length, _, _ in layout.values()), generator)
+    walk = MarkovChain(s.vocab_size, generator).sample(sum(length for length, _, _ in layout.values()), generator)
     splits: dict[str, BpttBatches] = {}
     start = 0
     for name, (length, columns, key) in layout.items():
         shortage = too_short(length, columns)
         if shortage:
             raise ValueError(f"synthetic_text: dataset.{key}={length} gives {shortage}")
-        splits[name] = BpttBatches(batchify(walk[start : start + length], columns), bptt)
+        splits[name] = BpttBatches(batchify(walk[start : start + length], columns), s.bptt)
         start += length
     return DataBundle(
         task="language_model",
@@ -143,14 +125,15 @@ def build_synthetic_text(cfg: Mapping, seed: int) -> DataBundle:
         val=splits["val"],
         test=splits.get("test"),
         num_classes=None,
-        vocab_size=vocab_size,
+        vocab_size=s.vocab_size,
         input_shape=(),
     )
 
 
 # ---------------------------------------------------------------- stand-ins
 
-# What a stand-in keeps of each real dataset: its label space and input channels.
+# What a stand-in keeps of each real dataset: its label space and input channels (a
+# vocabulary for language modelling).
 STAND_IN_SHAPES: dict[str, dict[str, int]] = {
     "cifar10": {"num_classes": 10, "channels": 3},
     "cifar100": {"num_classes": 100, "channels": 3},
@@ -162,14 +145,10 @@ STAND_IN_SHAPES: dict[str, dict[str, int]] = {
 def build_stand_in(cfg: Mapping, seed: int) -> DataBundle:
     """Synthetic data shaped like dataset ``cfg["name"]``, sized by the ``cfg["stand_in"]`` mapping
     (``train``/``val`` images, ``image_size``, ``train_tokens``/``val_tokens``)."""
-    name = cfg["name"]
-    if name not in STAND_IN_SHAPES:
-        raise DataError(f"{name}: no synthetic stand-in is defined for this dataset; run it without dataset.stand_in")
-    sizes = cfg["stand_in"]
-    if not isinstance(sizes, Mapping):
-        raise ValueError(f"invalid dataset.stand_in: {sizes!r} (must be a mapping of stand-in sizes, or null)")
-    settings = {**cfg, **STAND_IN_SHAPES[name]}
-    if DATASET_TASKS[name] == "language_model":
+    sizes = stand_in_sizes(cfg)
+    shape = STAND_IN_SHAPES[cfg["name"]]
+    settings = {**cfg, **shape}
+    if "vocab_size" in shape:  # language modelling
         settings.update(num_train_tokens=sizes.get("train_tokens", 2000), num_val_tokens=sizes.get("val_tokens", 400))
         return build_synthetic_text(settings, seed)
     settings.update(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .base import DataBundle, SameEveryEpoch, batch_sizes, data_dir, data_error, get_bool, get_int
+from .base import DataBundle, SameEveryEpoch, data_error
+from .settings import PtbSettings
 
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
@@ -104,12 +105,8 @@ def too_short(length: int, columns: int) -> str | None:
 def build_ptb(cfg: Mapping, seed: int) -> DataBundle:
     """Penn Treebank: vocabulary from the training file only; train, valid (and test when
     ``use_test``) as BPTT windows. ``seed`` is unused: text is read in order."""
-    root = data_dir(cfg)
-    batch_size, eval_batch_size = batch_sizes(cfg)
-    bptt = get_int(cfg, "bptt", 35)
-    use_test = get_bool(cfg, "use_test", False)
-
-    paths = check_ptb_files(root)
+    settings = PtbSettings.from_config(cfg)
+    paths = check_ptb_files(settings.root)
     train_sentences = read_sentences(paths["train"])
     vocabulary = build_vocabulary(train_sentences)
 
@@ -119,13 +116,13 @@ def build_ptb(cfg: Mapping, seed: int) -> DataBundle:
         shortage = too_short(len(ids), columns)
         if shortage:
             raise data_error("ptb", paths[name], shortage, f"use the full files of {PTB_URL} or a smaller batch size")
-        return BpttBatches(batchify(ids, columns), bptt)
+        return BpttBatches(batchify(ids, columns), settings.bptt)
 
     return DataBundle(
         task="language_model",
-        train=SameEveryEpoch(split("train", batch_size)),
-        val=split("valid", eval_batch_size),
-        test=split("test", eval_batch_size) if use_test else None,
+        train=SameEveryEpoch(split("train", settings.batch_size)),
+        val=split("valid", settings.eval_batch_size),
+        test=split("test", settings.eval_batch_size) if settings.use_test else None,
         num_classes=None,
         vocab_size=len(vocabulary),
         input_shape=(),

@@ -13,18 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import (
-    DataBundle,
-    DataError,
-    ShuffledTrainLoader,
-    batch_sizes,
-    data_dir,
-    data_error,
-    eval_loader,
-    get_bool,
-    get_int,
-    loader_options,
-)
+from .base import DataBundle, DataError, ShuffledTrainLoader, data_error, eval_loader
+from .settings import CifarSettings, ImageNetSettings
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 IMAGENET_URL = "https://image-net.org"
@@ -242,35 +232,28 @@ def _load_cifar_files(fmt: CifarFormat, root: Path, download: bool) -> Path:
 def build_cifar(cfg: Mapping, seed: int) -> DataBundle:
     """CIFAR10/100: the 50K training images split into train and ``val_size`` validation
     images, and the official test set as ``test`` when ``use_test``."""
-    fmt = CIFAR_FORMATS[cfg["name"]]
-    root = data_dir(cfg)
-    batch_size, eval_batch_size = batch_sizes(cfg)
-    options = loader_options(cfg)
-    val_size = get_int(cfg, "val_size", 10000)
-    split_seed = get_int(cfg, "split_seed", 0, minimum=0)
-    augment = get_bool(cfg, "augment", True)
-    use_test = get_bool(cfg, "use_test", False)
-
-    folder = _load_cifar_files(fmt, root, get_bool(cfg, "download", False))
+    settings = CifarSettings.from_config(cfg)
+    fmt, root, loader = CIFAR_FORMATS[settings.name], settings.root, settings.loader
+    folder = _load_cifar_files(fmt, root, settings.download)
     check_cifar_meta(fmt, folder, root)
     images, labels = read_cifar_split(fmt, folder, fmt.train_files, root)
-    if val_size >= len(labels):
-        found = f"{len(labels)} training images, not more than dataset.val_size={val_size}"
+    if settings.val_size >= len(labels):
+        found = f"{len(labels)} training images, not more than dataset.val_size={settings.val_size}"
         raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root))
-    train_idx, val_idx = split_indices(len(labels), val_size, split_seed)
+    train_idx, val_idx = split_indices(len(labels), settings.val_size, settings.split_seed)
 
     def dataset(idx: torch.Tensor, aug: bool) -> NormalisedImages:
         return NormalisedImages(images[idx], labels[idx], fmt.mean, fmt.std, augment=aug)
 
     test = None
-    if use_test:
+    if settings.use_test:
         test_images, test_labels = read_cifar_split(fmt, folder, (fmt.test_file,), root)
         test_set = NormalisedImages(test_images, test_labels, fmt.mean, fmt.std, augment=False)
-        test = eval_loader(test_set, eval_batch_size, options)
+        test = eval_loader(test_set, loader.eval_batch_size, loader.options)
     return DataBundle(
         task="classification",
-        train=ShuffledTrainLoader(dataset(train_idx, augment), batch_size, seed, options),
-        val=eval_loader(dataset(val_idx, False), eval_batch_size, options),
+        train=ShuffledTrainLoader(dataset(train_idx, settings.augment), loader.batch_size, seed, loader.options),
+        val=eval_loader(dataset(val_idx, False), loader.eval_batch_size, loader.options),
         test=test,
         num_classes=fmt.num_classes,
         vocab_size=None,
@@ -332,25 +315,19 @@ def _image_folder(path: Path, transform, how: str):
 def build_imagenet(cfg: Mapping, seed: int) -> DataBundle:
     """ImageNet from ``train/`` and ``val/`` class folders; the validation images serve as
     ``val`` (the labelled test set is not public)."""
-    root = data_dir(cfg)
-    batch_size, eval_batch_size = batch_sizes(cfg)
-    options = loader_options(cfg)
-    image_size = get_int(cfg, "image_size", 224)
-    resize = get_int(cfg, "resize", 256)
-    if get_bool(cfg, "use_test", False):
-        raise ValueError("imagenet has no labelled test split: set dataset.use_test=false (val/ is the held-out set)")
-
+    settings = ImageNetSettings.from_config(cfg)
+    root, loader = settings.root, settings.loader
     classes = check_imagenet_folders(root)
-    train_tf, eval_tf = imagenet_transforms(image_size, resize, augment=get_bool(cfg, "augment", True))
+    train_tf, eval_tf = imagenet_transforms(settings.image_size, settings.resize, augment=settings.augment)
     how = f"prepare train/ and val/ class folders from {IMAGENET_URL}"
     train_set = _image_folder(root / "train", train_tf, how)
     val_set = _image_folder(root / "val", eval_tf, how)
     return DataBundle(
         task="classification",
-        train=ShuffledTrainLoader(train_set, batch_size, seed, options),
-        val=eval_loader(val_set, eval_batch_size, options),
+        train=ShuffledTrainLoader(train_set, loader.batch_size, seed, loader.options),
+        val=eval_loader(val_set, loader.eval_batch_size, loader.options),
         test=None,
         num_classes=len(classes),
         vocab_size=None,
-        input_shape=(3, image_size, image_size),
+        input_shape=(3, settings.image_size, settings.image_size),
     )

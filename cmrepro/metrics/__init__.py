@@ -2,7 +2,7 @@
 
 - :mod:`.sharpness`: the largest Hessian eigenvalue of the training loss (Lanczos on Hessian-vector products);
 - :mod:`.distance`: L2 distance of the parameters from their initial values;
-- :mod:`.buffer`: buffer variance and cosine similarity, read from the optimizer's diagnostics;
+- :mod:`.buffer_statistics`: buffer variance and cosine similarity, read from the optimizer's diagnostics;
 - :mod:`.m_sharpness`: m-sharpness (eq. 15) with SAM's one-step inner maximisation;
 - :mod:`.tracker`: the per-run object the training loop calls after each epoch;
 - :mod:`.settings`, :mod:`.batches`, :mod:`.losses`, :mod:`.contexts`: its config, the fixed
@@ -11,7 +11,7 @@
 See docs/analysis.md.
 """
 
-from .buffer import buffer_metrics
+from .buffer_statistics import buffer_metrics
 from .distance import distance_from, snapshot
 from .losses import BatchLoss, loss_for
 from .m_sharpness import m_sharpness

@@ -1,9 +1,10 @@
-"""The training loss of one batch, as the metrics see it, for each task.
+"""The training loss of each task: its one formula, and the loss of one batch as the metrics see it.
 
-The metrics differentiate the loss twice and split batches into smaller
-ones, so they need the loss as a plain function of ``(model, batch)``, in
-float32 and without the optimizer around it: the train steps of
-``cmrepro.training.steps`` fold the loss into an optimizer step.
+:func:`classification_loss` and :func:`next_token_loss` are the losses the training steps
+(``cmrepro.training.steps``, which fold them into an optimizer step) and the metrics both use.
+The metrics differentiate the loss twice and split batches into smaller ones, so they need it
+as a plain function of ``(model, batch)`` (:class:`BatchLoss`), in float32 and without the
+optimizer around it.
 """
 
 from __future__ import annotations
@@ -43,9 +44,23 @@ class BatchLoss:
         return [(x.narrow(self.batch_dim, i * m, m), y.narrow(self.batch_dim, i * m, m)) for i in range(count)]
 
 
+def classification_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of class logits ``[B, C]`` against labels ``[B]``, computed in float32.
+
+    Under autocast the logits may be bfloat16; cross-entropy runs in float32 either way (autocast
+    lists it among its float32 operations), so the cast only makes that explicit.
+    """
+    return F.cross_entropy(logits.float(), labels, reduction=reduction)
+
+
+def next_token_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of next-token logits ``[T, B, V]`` against the tokens ``[T, B]``, in float32."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+
 def _classification_loss(model: nn.Module, batch: Batch) -> Tensor:
     x, y = batch
-    return F.cross_entropy(model(x).float(), y)
+    return classification_loss(model(x), y)
 
 
 def _language_model_loss(model: nn.Module, batch: Batch) -> Tensor:
@@ -53,7 +68,7 @@ def _language_model_loss(model: nn.Module, batch: Batch) -> Tensor:
     # on which batches were scored before it.
     x, y = batch
     logits, _ = model(x, model.init_hidden(x.shape[1], x.device))
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    return next_token_loss(logits, y)
 
 
 LOSSES = {

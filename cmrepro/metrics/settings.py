@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from numbers import Integral, Real
+
+from ..validation import check, is_integer, is_number
 
 
 @dataclass(frozen=True)
@@ -94,30 +95,26 @@ def metrics_settings(cfg: Mapping | None, batch_size: int | None = None) -> Metr
             radius=_positive(m_sharp, "radius", 0.05, "metrics.m_sharpness"),
         ),
     )
-    if batch_size is not None and settings.m_sharpness.schedule.enabled and settings.m_sharpness.m > batch_size:
-        raise ValueError(
-            f"invalid metrics.m_sharpness.m: {settings.m_sharpness.m} "
-            f"(must be at most dataset.batch_size={batch_size}: mini-batches are cut from training batches)"
-        )
+    if batch_size is not None and settings.m_sharpness.schedule.enabled:
+        m = settings.m_sharpness.m
+        must = f"at most dataset.batch_size={batch_size}: mini-batches are cut from training batches"
+        check(m <= batch_size, "metrics.m_sharpness.m", m, must)
     return settings
 
 
 def _int(section: Mapping, key: str, default: int, prefix: str) -> int:
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"invalid {prefix}.{key}: {value!r} (must be an integer >= 1)")
+    check(is_integer(value) and value >= 1, f"{prefix}.{key}", value, "an integer >= 1")
     return int(value)
 
 
 def _positive(section: Mapping, key: str, default: float, prefix: str) -> float:
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise ValueError(f"invalid {prefix}.{key}: {value!r} (must be a number > 0)")
+    check(is_number(value) and value > 0, f"{prefix}.{key}", value, "a number > 0")
     return float(value)
 
 
 def _bool(section: Mapping, key: str, default: bool, prefix: str) -> bool:
     value = section.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"invalid {prefix}.{key}: {value!r} (must be true or false)")
+    check(isinstance(value, bool), f"{prefix}.{key}", value, "true or false")
     return value

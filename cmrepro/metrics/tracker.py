@@ -22,17 +22,15 @@ from torch import nn
 from torch.optim import Optimizer
 
 from ..data.base import epoch_seed
+from ..seeds import SeedStream
 from .batches import fixed_batches
-from .buffer import buffer_metrics
+from .buffer_statistics import buffer_metrics
 from .contexts import preserved_rng
 from .distance import PathLength, distance_from, snapshot
 from .losses import loss_for
 from .m_sharpness import m_sharpness
 from .settings import MetricsSettings, metrics_settings
 from .sharpness import sharpness
-
-# Seed stream of the Lanczos start vectors (the data streams use 0 and 1).
-SHARPNESS_STREAM = 7
 
 
 class TrainingMetrics:
@@ -112,7 +110,7 @@ class TrainingMetrics:
     def _sharpness(self, epoch: int, model: nn.Module) -> dict:
         s = self.settings.sharpness
         started = time.perf_counter()
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, stream=SHARPNESS_STREAM))
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, SeedStream.SHARPNESS))
         estimate = sharpness(
             model, self.batches[: s.batches], self.loss, tol=s.tol, max_iterations=s.max_iterations, generator=generator
         )

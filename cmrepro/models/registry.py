@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..validation import check, is_number
 from .cifar_resnet import cifar_resnet
 from .efficientnet import efficientnet_b0
 from .lamaml_cnn import lamaml_cnn
@@ -27,8 +28,7 @@ class ModelSpec:
 def model_width(cfg: Mapping) -> float:
     """``cfg["width"]``: every builder's channel (or hidden size) multiplier; 1.0 is the paper's model."""
     width = cfg.get("width", 1.0)
-    if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width <= 16:
-        raise ValueError(f"invalid model.width: {width!r} (must be a number in (0, 16])")
+    check(is_number(width) and 0 < width <= 16, "model.width", width, "a number in (0, 16]")
     return float(width)
 
 

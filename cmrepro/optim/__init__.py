@@ -7,6 +7,7 @@ Nothing here imports the rest of cmrepro.
 from .adam_cg import AdamCG
 from .adam_cm import AdamCM
 from .factory import OPTIMIZER_NAMES, create_optimizer, needs_closure
+from .from_config import optimizer_arguments, optimizer_from_config
 from .meg import MEG
 from .sam import SAM, frozen_batchnorm_statistics
 from .sgd_cg import SGDCG
@@ -23,4 +24,6 @@ __all__ = [
     "create_optimizer",
     "frozen_batchnorm_statistics",
     "needs_closure",
+    "optimizer_arguments",
+    "optimizer_from_config",
 ]

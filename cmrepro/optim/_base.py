@@ -197,6 +197,8 @@ class CriticalOptimizer(Optimizer):
     # per-group Python overhead. Such groups are packed into one bucket whose
     # rows keep their own keys, counts and decisions; each group still gets
     # its own priority key (the sum over *its* parameters' gradient norms).
+    # ("Fused" here means packed groups, an eager path; the compiled step of a
+    # group with fused=True is _step_bucket_fused, and such groups are never packed.)
 
     def _fused_sets(self) -> list[tuple[list[dict], FlatBucket]]:
         """Groups to step as one bucket, packing them on first use."""

@@ -38,6 +38,8 @@ class AdamCM(CriticalAdam):
         foreach: use the multi-tensor (flat) path where it applies.
         buffer_dtype: dtype of the stored momenta (e.g. ``torch.bfloat16``);
             ``None`` keeps the parameter's dtype.
+        fused: ``True``: each bucket's elementwise step as one compiled kernel
+            (:mod:`cmrepro.optim.fused`); ``None``/``False``: the eager path.
         decoupled_weight_decay: the official AdamW-style decay; ``False``: coupled L2.
     """
 

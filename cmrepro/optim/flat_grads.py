@@ -21,6 +21,7 @@ and a step reads it without gathering anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 from torch import Tensor
@@ -33,6 +34,10 @@ class FlatStorage:
     params: Tensor  # (N,), param.data are views of it
     grads: Tensor  # (N,), param.grad are views of it (until set to None)
     offsets: list[int]
+    # Where each parameter's and gradient's view starts: a step compares these
+    # integers rather than building 2P views.
+    param_ptrs: list[int]
+    grad_ptrs: list[int]
     grad_copies: int = 0  # gradients copied in rather than accumulated in place
 
 
@@ -42,11 +47,16 @@ def flat_storage(bucket) -> FlatStorage:
     if storage is None:
         first = bucket.params[0]
         n = sum(bucket.sizes)
-        offsets = [sum(bucket.sizes[:i]) for i in range(len(bucket.params))]
+        offsets = [0, *accumulate(bucket.sizes[:-1])]
+        params = torch.empty(n, dtype=first.dtype, device=first.device)
+        grads = torch.zeros(n, dtype=first.dtype, device=first.device)
+        step = params.element_size()
         storage = FlatStorage(
-            torch.empty(n, dtype=first.dtype, device=first.device),
-            torch.zeros(n, dtype=first.dtype, device=first.device),
+            params,
+            grads,
             offsets,
+            [params.data_ptr() + step * o for o in offsets],
+            [grads.data_ptr() + step * o for o in offsets],
         )
         bucket.flat_storage = storage
         for i in range(len(bucket.params)):
@@ -58,8 +68,8 @@ def flat_storage(bucket) -> FlatStorage:
 def flat_params(bucket) -> Tensor:
     """The flat parameters, after copying back any parameter whose ``.data`` was replaced."""
     storage = flat_storage(bucket)
-    for i, p in enumerate(bucket.params):
-        if p.data_ptr() != _view(storage.params, storage, bucket, i).data_ptr():
+    for i, (p, ptr) in enumerate(zip(bucket.params, storage.param_ptrs)):
+        if p.data_ptr() != ptr:
             _adopt_param(storage, bucket, i)
     return storage.params
 
@@ -68,9 +78,9 @@ def flat_params(bucket) -> Tensor:
 def flat_grads(bucket) -> Tensor:
     """The flat gradient: zero-copy where ``param.grad`` is its view, else copied in and re-pointed."""
     storage = flat_storage(bucket)
-    for i, p in enumerate(bucket.params):
-        view = _view(storage.grads, storage, bucket, i)
-        if p.grad.data_ptr() != view.data_ptr():
+    for i, (p, ptr) in enumerate(zip(bucket.params, storage.grad_ptrs)):
+        if p.grad.data_ptr() != ptr:
+            view = _view(storage.grads, storage, bucket, i)
             view.copy_(p.grad)
             p.grad = view
             storage.grad_copies += 1

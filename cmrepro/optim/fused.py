@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .buffer import Decision
-from .fused_rules import HYPER, Rule
+from .fused_rules import HYPER, FusedRule
 
 # emulate_precision_casts: round at every explicit cast as eager does (a bf16
 # buffer stores the rounded value and the running sum adds the rounded value),
@@ -48,7 +48,7 @@ COMPILE_LOG: list[CompileRecord] = []
 # rule's code object: dynamo keeps its compiled graphs, and its recompile limit
 # (8), per code object, and the variants of a rule should not share that budget.
 _COMPILED: dict[tuple, object] = {}
-_RAN: set[tuple] = set()  # variants that have run once: a later error is not a compile failure
+_RAN: set[tuple] = set()  # variants that have run once
 
 
 def compile_seconds() -> float:
@@ -57,7 +57,7 @@ def compile_seconds() -> float:
 
 
 def fused_step(
-    rule: Rule,
+    rule: FusedRule,
     bucket,
     param: Tensor,
     grad: Tensor,
@@ -70,33 +70,34 @@ def fused_step(
     else:
         store, slot = bucket.buffer, decision.slot.reshape(-1)[:1]
     moments = tuple(bucket.moments.values())
-    args = (param, grad, moments, bucket.total, store, slot, decision.insert.reshape(-1)[0])
-    args += (bucket.count[:1], hyper, bucket.step[:1])
-    variant = (rule.__name__, param.device.type, param.dtype, store.dtype, store.dim(), len(moments))
+    # A few 0-d operations, outside the compiled loop (see cmrepro.optim.fused_rules).
+    scalars = rule.scalars(hyper, bucket.step[:1], bucket.count[:1]).to(torch.promote_types(param.dtype, torch.float32))
+    args = (param, grad, moments, bucket.total, store, slot, decision.insert.reshape(-1)[0], scalars)
+    variant = (rule.name, param.device.type, param.dtype, store.dtype, store.dim(), len(moments))
     compiled = _COMPILED.get(variant)
     if compiled is None:
-        compiled = torch.compile(_own_code(rule), dynamic=True, fullgraph=True, options=COMPILE_OPTIONS)
+        compiled = torch.compile(_own_code(rule.loop), dynamic=True, fullgraph=True, options=COMPILE_OPTIONS)
         _COMPILED[variant] = compiled
     graphs = _graphs_compiled()
     start = time.perf_counter()
     try:
         compiled(*args)
-    except Exception as error:  # the eager path needs no compiler: say so, in one line
-        if _graphs_compiled() != graphs or variant not in _RAN:
-            raise RuntimeError(
-                f"fused=True: compiling the {rule.__name__} step for {param.device.type} failed "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                "set fused=False to use the eager multi-tensor path"
-            ) from error
-        raise
+    except Exception as error:
+        if variant in _RAN:  # it compiled and ran before: not a compiler problem
+            raise
+        raise RuntimeError(  # the eager path needs no compiler: say so, in one line
+            f"fused=True: compiling the {rule.name} step for {param.device.type} failed "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+            "set fused=False to use the eager multi-tensor path"
+        ) from error
     _RAN.add(variant)
-    if _graphs_compiled() != graphs:  # this call compiled (a new variant, or a buffer row at offset 0)
+    if _graphs_compiled() != graphs:  # this call compiled: a new variant, or a shape dynamo specialised
         if param.device.type == "cuda":
             torch.cuda.synchronize(param.device)
-        COMPILE_LOG.append(CompileRecord(rule.__name__, _describe(variant), time.perf_counter() - start))
+        COMPILE_LOG.append(CompileRecord(rule.name, _describe(variant), time.perf_counter() - start))
 
 
-def check_fused(optimizer_class: type, rule: Rule | None, group: dict) -> None:
+def check_fused(optimizer_class: type, rule: FusedRule | None, group: dict) -> None:
     """Refuse, in one line, a ``fused`` value that the fused step cannot honour."""
     fused = group["fused"]
     if fused is None or fused is False:
@@ -150,7 +151,7 @@ def _graphs_compiled() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
-def _own_code(rule: Rule) -> types.FunctionType:
+def _own_code(rule) -> types.FunctionType:
     """``rule`` with a private copy of its code object (see :data:`_COMPILED`)."""
     return types.FunctionType(rule.__code__.replace(), rule.__globals__, rule.__name__)
 

@@ -1,6 +1,6 @@
 """Tables and figures from run directories, beside the paper's numbers (``python -m cmrepro.report``).
 
-- :mod:`.runs`: run directories as pandas tables.
+- :mod:`.run_table`: run directories as pandas tables.
 - :mod:`.tables`: cells (mean +- std over seeds), the paper's cells, grid choice, the paper's layout.
 - :mod:`.speedup`: Table 3's speed-up column.
 - :mod:`.curves`: validation curves with seed bands.
@@ -11,6 +11,6 @@
 - :mod:`.index`: ``results/README.md``, every table and figure of the paper with its command and status.
 """
 
-from .runs import load_metrics, load_runs
+from .run_table import load_metrics, load_runs
 
 __all__ = ["load_metrics", "load_runs"]

@@ -20,9 +20,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..paper_names import PAPER_NAME_OF_OPTIMIZER  # noqa: E402
 from .render import markdown_table  # noqa: E402
-from .runs import load_metrics, load_runs  # noqa: E402
-from .tables import PAPER_OPTIMIZER, paper_cells  # noqa: E402
+from .run_table import load_metrics, load_runs  # noqa: E402
+from .tables import paper_cells  # noqa: E402
 
 # The paper's legend order, and one colour per optimizer across every panel.
 OPTIMIZER_ORDER = ("adam", "adam_cg", "adam_cm", "adam_sam", "adam_sam_cm")
@@ -52,7 +53,7 @@ def figure8(runs_root: Path, out_dir: Path) -> list[Path]:
         figure, axes = plt.subplots(2, 2, figsize=(9, 6.5))
         for ax, (column, label, log) in zip(axes.flat, FIGURE8_PANELS):
             for optimizer, group in _by_optimizer(runs):
-                _curve(ax, group, column, PAPER_OPTIMIZER.get(optimizer, optimizer), COLOURS.get(optimizer))
+                _curve(ax, group, column, PAPER_NAME_OF_OPTIMIZER.get(optimizer, optimizer), COLOURS.get(optimizer))
             _decorate(ax, label, log)
         figure.suptitle(f"Figure 8: {dataset}{_scale_note(runs)}")
         written.append(_save(figure, out_dir / f"figure8_{dataset}.png"))
@@ -122,7 +123,7 @@ def figure19(runs_root: Path, out_dir: Path) -> list[Path]:
     figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
     for ax, dataset in zip(axes.flat, datasets):
         for optimizer, group in _by_optimizer(rows[rows["dataset"] == dataset]):
-            _curve(ax, group, "m_sharpness", PAPER_OPTIMIZER.get(optimizer, optimizer), COLOURS.get(optimizer))
+            _curve(ax, group, "m_sharpness", PAPER_NAME_OF_OPTIMIZER.get(optimizer, optimizer), COLOURS.get(optimizer))
         _decorate(ax, "m-sharpness", log=True)
         ax.set_title(f"{dataset}{_scale_note(rows)}")
     figure.suptitle("Figure 19: m-sharpness (eq. 15)")

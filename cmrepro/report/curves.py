@@ -10,7 +10,8 @@ matplotlib.use("Agg")  # files only: the report runs on clusters without a displ
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .tables import LOWER_IS_BETTER, PAPER_OPTIMIZER  # noqa: E402
+from ..paper_names import PAPER_NAME_OF_OPTIMIZER  # noqa: E402
+from .tables import LOWER_IS_BETTER  # noqa: E402
 
 
 def plot_validation_curves(metrics: pd.DataFrame, table: str, out_dir: Path) -> list[Path]:
@@ -33,7 +34,7 @@ def plot_validation_curves(metrics: pd.DataFrame, table: str, out_dir: Path) -> 
         for optimizer, group in runs.groupby("optimizer", sort=False):
             per_epoch = group.groupby(x)[monitor]
             mean, std = per_epoch.mean(), per_epoch.std().fillna(0.0)
-            label = f"{PAPER_OPTIMIZER.get(optimizer, optimizer)} ({group['run_dir'].nunique()} seeds)"
+            label = f"{PAPER_NAME_OF_OPTIMIZER.get(optimizer, optimizer)} ({group['run_dir'].nunique()} seeds)"
             (line,) = axes.plot(mean.index, mean.to_numpy(), label=label)
             axes.fill_between(mean.index, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         values = runs[monitor].dropna()

@@ -84,12 +84,13 @@ def analysis(name: str, what: str, figure: str, *files: str) -> Artefact:
 
 
 def descriptive(name: str, what: str, where: str, command: str | None = None) -> Artefact:
-    """Settings the paper lists; ``where``: the configs (and ``results/paper`` files) that hold them."""
+    """Settings the paper lists; ``where``: the configs (and ``cmrepro/paper_data`` files) that hold them."""
     return Artefact(name, what, (command,) if command else (), (), (), where=where)
 
 
-WRITE = "python scripts/write_experiments.py"  # conf/experiment from results/paper/*.csv
-BEST, GRIDS, EXPERIMENTS = "results/paper/best_hyperparameters.csv", "results/paper/grids.csv", "conf/experiment"
+WRITE = "python scripts/write_experiments.py"  # conf/experiment from cmrepro/paper_data/*.csv
+BEST, GRIDS = "cmrepro/paper_data/best_hyperparameters.csv", "cmrepro/paper_data/grids.csv"
+EXPERIMENTS = "conf/experiment"
 FIGURE15 = ("figure15_ackley", "figure15_goldstein_price")  # and Adam+MEG on CIFAR10 (Appendix A.2.1):
 MEG = training("Figure 15", "Adam+MEG on CIFAR10", "reproduce-meg", ("results/tables/appendix.{md,csv,tex}",))
 ARTEFACTS: tuple[Artefact, ...] = (
@@ -239,7 +240,7 @@ Status: **reproduced** (every claim of Section 4 that the artefact carries is su
 seeds, `results/toy/claims.csv`; the method is in `results/toy/README.md`), **not supported** /
 **inconclusive** (with the claim, estimate and interval), **drawn** (a figure with no claim to test),
 **needs GPUs** (GPU-hours from `scripts/estimate_hours.py` when a GPU benchmark exists), **descriptive**
-(settings the paper lists, encoded in configs and `results/paper/`). Smoke runs write under `results/smoke/`.
+(settings the paper lists, encoded in configs and `cmrepro/paper_data/`). Smoke runs write under `results/smoke/`.
 
 """
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from ..paper_names import PAPER_NAME_OF_OPTIMIZER
 from ..weight_decay import weight_decay_form
-from .tables import PAPER_OPTIMIZER
 
 CONF_OPTIMIZERS = Path(__file__).resolve().parents[2] / "conf" / "optimizer"
 TABLE2_OPTIMIZERS = ("adam", "adam_cg", "adam_sam", "adam_cm", "adam_sam_cm")
@@ -51,7 +51,7 @@ def imagenet_weight_decay_note(runs: pd.DataFrame) -> str:
         used = sorted(set(mine.loc[mine["optimizer"] == optimizer, "weight_decay_form"].dropna()))
         source = "runs" if used else "default"
         used = used or [weight_decay_form({"name": optimizer})]
-        forms.append(f"{PAPER_OPTIMIZER[optimizer]} {' and '.join(used)} ({source})")
+        forms.append(f"{PAPER_NAME_OF_OPTIMIZER[optimizer]} {' and '.join(used)} ({source})")
     return (
         f"1e-4, as the paper states, applied {', '.join(forms)}; decoupled: θ ← θ·(1 − lr·wd) before the "
         "update (AdamW), coupled: wd·θ added to the (aggregated) gradient, so Adam rescales it (L2). "

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..paper_data import PAPER_DATA
+from ..paper_names import PAPER_NAME_OF_DATASET, PAPER_NAME_OF_OPTIMIZER
 from .curves import plot_validation_curves
 from .notes import caption_note, table_notes
 from .render import latex_table, markdown_table
-from .runs import load_metrics, load_runs, setting_label
+from .run_table import load_metrics, load_runs, setting_label
 from .speedup import WINDOW, speedup_cells
 from .tables import (
-    PAPER_DATASET,
-    PAPER_OPTIMIZER,
     QUOTED_FROM,
     SEEDS_PER_CELL,
     best_cells,
@@ -25,7 +25,7 @@ from .tables import (
     quoted_cells,
 )
 
-PAPER_BEST_SETTINGS = Path(__file__).resolve().parents[2] / "results" / "paper" / "best_hyperparameters.csv"
+PAPER_BEST_SETTINGS = PAPER_DATA / "best_hyperparameters.csv"
 TABLES = ("table2", "table3", "table4", "appendix")
 CAPTIONS = {
     "table2": "Best validation perplexity (PTB) and accuracy (%) over five seeds; paper's value in parentheses.",
@@ -52,7 +52,7 @@ def write_table_report(table: str, runs_root: Path, tables_dir: Path, figures_di
     best_runs = runs[(runs["table"] == table) & (runs["kind"] == "best")]
     paths[0].write_text(_table_markdown(table, cells, best_runs, table_notes(table, runs)))
     cells.to_csv(paths[1], index=False)
-    named = cells.assign(paper_name=cells["optimizer"].map(PAPER_OPTIMIZER).fillna(cells["optimizer"]))
+    named = cells.assign(paper_name=cells["optimizer"].map(PAPER_NAME_OF_OPTIMIZER).fillna(cells["optimizer"]))
     paths[2].write_text(latex_table(named, f"{CAPTIONS.get(table, table)} {caption_note(table, runs)}".strip()))
     return paths + plot_validation_curves(metrics, table, figures_dir)
 
@@ -113,8 +113,8 @@ def write_grid_report(table: str, runs_root: Path, tables_dir: Path) -> list[Pat
 
 def _paper_setting(paper: pd.DataFrame, dataset: str, optimizer: str) -> str:
     """The paper's best setting of (dataset, optimizer) from best_hyperparameters.csv, as a label."""
-    paper_dataset = PAPER_DATASET.get(dataset, dataset)
-    rows = paper[(paper["dataset"] == paper_dataset) & (paper["optimizer"] == PAPER_OPTIMIZER.get(optimizer))]
+    paper_dataset = PAPER_NAME_OF_DATASET.get(dataset, dataset)
+    rows = paper[(paper["dataset"] == paper_dataset) & (paper["optimizer"] == PAPER_NAME_OF_OPTIMIZER.get(optimizer))]
     if rows.empty:
         return "not published"
     row = rows.iloc[0]

@@ -14,25 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
-PAPER_TABLES = PAPER_DIR / "tables.csv"
+from ..paper_data import PAPER_DATA
+from ..paper_names import CONFIG_NAME_OF_PAPER_DATASET, FACTORY_NAME_OF_PAPER_OPTIMIZER, PAPER_NAME_OF_OPTIMIZER
+
+PAPER_TABLES = PAPER_DATA / "tables.csv"
 # Tables whose published cells live in a file of their own: "appendix" holds the numbers the
 # appendix gives in its text (A.2.1: Adam+MEG on CIFAR10, beside Adam+CM and Adam+SAM+CM).
-PAPER_FILES = {"appendix": PAPER_DIR / "appendix_meg.csv"}
+PAPER_FILES = {"appendix": PAPER_DATA / "appendix_meg.csv"}
 # Cells a table quotes from another: the appendix's Adam+CM and Adam+SAM+CM are Table 2's
 # CIFAR10 cells, so its report reads them from Table 2's runs rather than running them again.
 QUOTED_FROM = {"appendix": "table2"}
 SEEDS_PER_CELL = 5
 
-# The paper's names -> cmrepro's config names, in the paper's row and column order.
-OPTIMIZER_NAMES = {
-    "Adam": "adam", "Adam+CG": "adam_cg", "Adam+SAM": "adam_sam", "Adam+CM": "adam_cm",
-    "Adam+SAM+CM": "adam_sam_cm", "SGD": "sgd", "SGD+CG": "sgd_cg", "SGD+CM": "sgd_cm",
-    "Adam+MEG": "adam_meg", "Adam+MEG+CM": "adam_meg_cm",
-}  # fmt: skip
-DATASET_NAMES = {"5-dataset": "five_datasets"}  # everything else is spelled the same
-PAPER_OPTIMIZER = {ours: paper for paper, ours in OPTIMIZER_NAMES.items()}
-PAPER_DATASET = {ours: paper for paper, ours in DATASET_NAMES.items()}
 # Metrics where lower is better; for the others higher is.
 LOWER_IS_BETTER = ("val_perplexity", "val_loss")
 
@@ -46,8 +39,8 @@ def paper_cells(table: str, path: Path | None = None) -> pd.DataFrame:
     """The published cells of ``table`` with cmrepro's dataset and optimizer names."""
     paper = pd.read_csv(path or PAPER_FILES.get(table, PAPER_TABLES))
     paper = paper[paper["table"] == table].copy()
-    paper["dataset"] = paper["dataset"].replace(DATASET_NAMES)
-    paper["optimizer"] = paper["optimizer"].map(OPTIMIZER_NAMES)
+    paper["dataset"] = paper["dataset"].replace(CONFIG_NAME_OF_PAPER_DATASET)
+    paper["optimizer"] = paper["optimizer"].map(FACTORY_NAME_OF_PAPER_OPTIMIZER)
     return paper.rename(columns={"mean": "paper_mean", "std": "paper_std"})
 
 
@@ -131,7 +124,7 @@ def grid_choice(runs: pd.DataFrame, table: str) -> pd.DataFrame:
 def paper_layout(cells: pd.DataFrame) -> pd.DataFrame:
     """Optimizers as rows and datasets (x metric, when a table has several) as columns, in
     the paper's order; each entry says ours, the paper's, the difference and the run count."""
-    cells = cells.assign(entry=cells.apply(_entry, axis=1), row=cells["optimizer"].map(PAPER_OPTIMIZER))
+    cells = cells.assign(entry=cells.apply(_entry, axis=1), row=cells["optimizer"].map(PAPER_NAME_OF_OPTIMIZER))
     several_metrics = cells["metric"].nunique() > 1
     cells["column"] = cells["dataset"] + (" " + cells["metric"] if several_metrics else "")
     wide = cells.pivot_table(index="row", columns="column", values="entry", aggfunc="first", sort=False)

@@ -1,8 +1,8 @@
 """Toy experiments of Sections 3.2 and 4, with the real ``cmrepro.optim`` optimizers.
 
 - :mod:`.surfaces`: the loss surfaces (eqs. 9, 11-14), batched torch functions;
-- :mod:`.sharpness`: largest eigenvalue of the exact Hessian;
-- :mod:`.runs`: many runs of one optimizer setting, one param group per run;
+- :mod:`.hessian`: largest eigenvalue of the exact Hessian;
+- :mod:`.batched_runs`: many runs of one optimizer setting, one param group per run;
 - :mod:`.convergence`: the worst-case rates of Section 3.2 (Figure 3);
 - :mod:`.experiments`: one function per experiment kind, writing CSV and PNG;
 - :mod:`.summary`: results/toy/README.md, our tables beside the paper's;

@@ -27,7 +27,8 @@ from torch import Tensor  # noqa: E402
 from torch.optim import Optimizer  # noqa: E402
 
 from ..optim import create_optimizer  # noqa: E402
-from .runs import LABELS, jittered, run  # noqa: E402
+from ..paper_names import PAPER_NAME_OF_OPTIMIZER  # noqa: E402
+from .batched_runs import drop_lr_at, jittered, run  # noqa: E402
 from .surfaces import Surface, surface  # noqa: E402
 
 # The paper's colours: buffer quantities as thin lines, their mean as a black
@@ -99,16 +100,14 @@ def trace_buffer(
 ) -> BufferTrace:
     """``steps`` steps of ``optimizer`` from ``start`` on ``f``, recording the buffer after each.
 
-    The run is built as :func:`cmrepro.toy.runs.run` builds one run (one
+    The run is built as :func:`cmrepro.toy.batched_runs.run` builds one run (one
     float64 param group), so its trajectory is that run's, step for step.
     """
     theta = start.detach().clone().to(torch.float64).requires_grad_()
     opt = create_optimizer(optimizer, [{"params": [theta]}], **hyper)
     points, losses, grads, stored, keys = [theta.detach().clone()], [], [], [], []
     for step in range(steps):
-        if step == lr_drop_step:
-            for group in opt.param_groups:
-                group["lr"] *= lr_drop_factor
+        drop_lr_at(opt, step, lr_drop_step, lr_drop_factor)
         theta.grad = None
         loss = f(theta)
         loss.backward()
@@ -134,7 +133,7 @@ def tidy_frame(traces: list[BufferTrace]) -> pd.DataFrame:
             for slot, (element, key) in enumerate(zip(trace.stored[step - 1], trace.keys[step - 1])):
                 rows.append(
                     dict(
-                        optimizer=LABELS[trace.optimizer],
+                        optimizer=PAPER_NAME_OF_OPTIMIZER[trace.optimizer],
                         step=step,
                         x=float(point[0]),
                         y=float(point[1]),
@@ -239,7 +238,7 @@ def draw_panels(
         left=0.7 / width, right=1 - 0.2 / width, top=1 - 0.85 / height, bottom=1.0 / height, wspace=0.35, hspace=0.35
     )
     for index, (trace, final) in enumerate(zip(traces, finals)):
-        color, label = TRAJECTORY_COLORS[index % len(TRAJECTORY_COLORS)], LABELS[trace.optimizer]
+        color, label = TRAJECTORY_COLORS[index % len(TRAJECTORY_COLORS)], PAPER_NAME_OF_OPTIMIZER[trace.optimizer]
         # Earlier steps may leave the frame, and so may a far final point (the last panel prints it).
         drawn = trace.points[panel_steps[0] - 1 : panel_steps[-1] + 1]
         window = Window.around(drawn)
@@ -271,7 +270,13 @@ def draw_panels(
             axis.set_title(f"{label}, step {step}", fontsize=9)
             axis.set(xlabel="x", ylabel="y")
     handles = [
-        Line2D([], [], color=TRAJECTORY_COLORS[i % len(TRAJECTORY_COLORS)], marker="o", label=LABELS[t.optimizer])
+        Line2D(
+            [],
+            [],
+            color=TRAJECTORY_COLORS[i % len(TRAJECTORY_COLORS)],
+            marker="o",
+            label=PAPER_NAME_OF_OPTIMIZER[t.optimizer],
+        )
         for i, t in enumerate(traces)
     ]
     handles += [

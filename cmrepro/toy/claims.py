@@ -49,8 +49,9 @@ class Verdict:
     def line(self) -> str:
         if self.seeds == 0:  # an exact computation has no interval
             return f"- {self.artefact}: {self.claim}: **{self.verdict}** ({self.measure} {self.estimate:.3g})."
+        tied = " (tied: every run ended the same for both)" if self.low == self.high == 0 else ""
         return (
-            f"- {self.artefact}: {self.claim}: **{self.verdict}** ({self.measure} {self.estimate:+.3g}, "
+            f"- {self.artefact}: {self.claim}: **{self.verdict}**{tied} ({self.measure} {self.estimate:+.3g}, "
             f"95% CI [{self.low:+.3g}, {self.high:+.3g}], {self.seeds} runs)."
         )
 

@@ -16,10 +16,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from ..paper_names import PAPER_NAME_OF_OPTIMIZER  # noqa: E402
+from .batched_runs import RunSpec, jittered, run_many, uniform_starts  # noqa: E402
 from .buffer_directions import buffer_directions  # noqa: E402
+from .hessian import hessian_top_eigenvalue  # noqa: E402
 from .protocols import protocol_search  # noqa: E402
-from .runs import LABELS, RunSpec, jittered, run_many, uniform_starts  # noqa: E402
-from .sharpness import hessian_top_eigenvalue  # noqa: E402
 from .surfaces import Surface, surface  # noqa: E402
 
 # Section 4 counts "the number of times an optimizer finds the flat minimum at
@@ -45,7 +46,7 @@ def _starts(cfg: dict, f: Surface, count: int) -> torch.Tensor:
 
 
 def _label(name: str, hyper: dict) -> str:
-    label = LABELS[name]
+    label = PAPER_NAME_OF_OPTIMIZER[name]
     return f"{label} C={hyper['topC']}" if "topC" in hyper and name.endswith(("cm", "cg")) else label
 
 
@@ -63,7 +64,12 @@ def final_loss_and_sharpness(cfg: dict, out: Path) -> pd.DataFrame:
     rows = []
     for (surface_name, optimizer, hyper), runs in zip(cases, run_many(specs, cfg.get("workers", 1))):
         sharpness = hessian_top_eigenvalue(surface(surface_name).fn, runs.final)
-        setting = dict(surface=surface_name, optimizer=LABELS[optimizer], C=hyper.get("topC"), decay=hyper.get("decay"))
+        setting = dict(
+            surface=surface_name,
+            optimizer=PAPER_NAME_OF_OPTIMIZER[optimizer],
+            C=hyper.get("topC"),
+            decay=hyper.get("decay"),
+        )
         rows += [
             dict(setting, run=i, loss=float(loss), sharpness=float(sharp))
             for i, (loss, sharp) in enumerate(zip(runs.losses[-1], sharpness))
@@ -100,7 +106,7 @@ def loss_curves(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
     ]
     curves, paths, finals = {}, {}, []
     for setting, runs in zip(cfg["settings"], run_many(specs, cfg.get("workers", 1))):
-        label = LABELS[setting["optimizer"]]
+        label = PAPER_NAME_OF_OPTIMIZER[setting["optimizer"]]
         curves[label] = runs.losses.mean(dim=1).numpy()
         paths[label] = runs.points[:, 0].numpy()
         finals += [dict(optimizer=label, run=i, loss=float(loss)) for i, loss in enumerate(runs.losses[-1])]
@@ -140,7 +146,7 @@ def start_trajectories(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
         for setting in cfg["settings"]
     ]
     results = run_many(specs, cfg.get("workers", 1))
-    labels = [LABELS[setting["optimizer"]] for setting in cfg["settings"]]
+    labels = [PAPER_NAME_OF_OPTIMIZER[setting["optimizer"]] for setting in cfg["settings"]]
     rows = [
         dict(
             start=i,

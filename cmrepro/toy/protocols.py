@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import LABELS, RunSpec, run_many, uniform_starts
-from .sharpness import hessian_top_eigenvalue
+from ..paper_names import PAPER_NAME_OF_OPTIMIZER
+from .batched_runs import RunSpec, run_many, uniform_starts
+from .hessian import hessian_top_eigenvalue
 from .surfaces import surface
 
 # The paper's Goldstein-Price losses (0.81-3.14) lie above the minimum of its eq. 12 (-3.13);
@@ -52,7 +53,7 @@ def protocol_search(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
             dict(
                 protocol=protocol,
                 surface=surface_name,
-                optimizer=LABELS[optimizer],
+                optimizer=PAPER_NAME_OF_OPTIMIZER[optimizer],
                 loss=float(runs.losses[-1].mean()),
                 sharpness=float(sharpness.mean()),
                 runs=len(runs.final),
@@ -65,7 +66,7 @@ def protocol_search(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
 
 def protocol_section(out: Path, paper: Path | None = None, name: str = "table1_protocols") -> list[str]:
     """Markdown for results/toy/README.md: one row per protocol and surface, the optimizers side by side,
-    then the paper's Table 1 rows from ``paper`` (``results/paper/toy_tables.csv``)."""
+    then the paper's Table 1 rows from ``paper`` (``cmrepro/paper_data/toy_tables.csv``)."""
     path = out / f"{name}.csv"
     if not path.exists():
         return []

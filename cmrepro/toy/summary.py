@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..paper_data import PAPER_DATA
 from .claims import write_claims
 from .experiments import ESCAPE_TOLERANCE, NEARER_FLAT_MARGIN
 from .protocols import protocol_section
 
-PAPER = Path(__file__).resolve().parents[2] / "results" / "paper" / "toy_tables.csv"
+PAPER = PAPER_DATA / "toy_tables.csv"
 FIGURES = {
     "figure1": "Figure 1: Goldstein-Price trajectories from several starts",
     "figure13": "Figure 13: Ackley trajectories from several starts",

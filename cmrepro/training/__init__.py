@@ -1,11 +1,11 @@
-"""Supervised training: config checks, the loop, checkpoints and run records.
+"""Training: config checks, the supervised and task-stream loops, checkpoints and run records.
 
-``train(cfg, run_dir)`` runs one configured training job; it needs no Hydra
-(``cmrepro.train`` is the Hydra entry point around it).
+``train(cfg, run_dir)`` runs one configured training job (:mod:`.dispatch` picks its loop); it
+needs no Hydra (``cmrepro.train`` is the Hydra entry point around it).
 """
 
 from .checkpoint import CheckpointError
 from .checks import ConfigError, check_config
-from .loop import train
+from .dispatch import train
 
 __all__ = ["CheckpointError", "ConfigError", "check_config", "train"]

@@ -1,4 +1,9 @@
-"""Atomic checkpoints and the random-number states they carry."""
+"""The run's checkpoint: what it holds, written atomically, and the random-number states it carries.
+
+One payload for both loops (:func:`save_checkpoint`): the model, the optimizer, every random
+generator, the resolved config, the analysis metrics' state and the :class:`~.run_state.RunState`
+fields as top-level keys. Its file name is :data:`cmrepro.run_files.CHECKPOINT`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from ..run_files import CHECKPOINT
+from .run_state import RunState
 
 
 class CheckpointError(Exception):
@@ -40,6 +50,24 @@ def save_atomic(payload: dict, path: Path) -> None:
                 f"{free_mib:.0f} MiB free on its disk; the previous checkpoint, if any, is intact"
             ) from error
         raise
+
+
+def save_checkpoint(
+    run_dir: Path, model: nn.Module, optimizer: Optimizer, config: dict, state: RunState, metrics: dict | None = None
+) -> None:
+    """Checkpoint the run after its latest epoch (``state.epoch``); ``metrics``: the analysis metrics' state."""
+    payload = dict(
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        # Kept for a layout every cmrepro checkpoint shares; the learning rate is a function of the
+        # epoch (.schedule), so there is no scheduler state to save.
+        scheduler=None,
+        rng=rng_state(),
+        config=config,
+        metrics=metrics,
+        **state.checkpoint_entries(),
+    )
+    save_atomic(payload, run_dir / CHECKPOINT)
 
 
 def _first_line(error: BaseException) -> str:

@@ -7,8 +7,7 @@ parameter, so the rules live in one place (``cmrepro.optim``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from numbers import Integral, Real
+from collections.abc import Mapping
 
 import torch
 
@@ -16,8 +15,9 @@ from ..data import DATASET_TASKS
 from ..metrics import metrics_settings
 from ..models import MODEL_NAMES
 from ..models.registry import MODEL_TASKS, model_width
-from ..optim import OPTIMIZER_NAMES, create_optimizer
-from ..weight_decay import SINGLE_FORM, base_optimizer, weight_decay_form
+from ..optim import OPTIMIZER_NAMES, optimizer_from_config
+from ..optim.weight_decay import weight_decay_form
+from ..validation import check, is_integer, is_number
 from .compiled import compile_mode
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -38,32 +38,13 @@ def check_config(cfg: Mapping) -> None:
     _check_metrics(cfg.get("metrics"), cfg["dataset"].get("batch_size"))
 
 
-def optimizer_arguments(cfg: Mapping) -> dict:
-    """The optimizer config as keyword arguments (``name`` removed, lists as tuples).
-
-    ``weight_decay_form`` (official | decoupled | coupled, see :mod:`cmrepro.weight_decay`) becomes
-    the optimizer's ``decoupled_weight_decay``, here and nowhere else; torch's SGD and AdamW take
-    none (one form only). A ValueError with one line for a bad form.
-    """
-    arguments = {key: _plain(value) for key, value in cfg.items() if key not in ("name", "weight_decay_form")}
-    form = weight_decay_form(cfg)
-    if form is not None and base_optimizer(cfg["name"]) not in SINGLE_FORM:
-        arguments["decoupled_weight_decay"] = form == "decoupled"
-    return arguments
-
-
-def _plain(value):
-    """Config lists (also OmegaConf's ListConfig) as tuples, e.g. ``betas``."""
-    return tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
-
-
 def _check_trainer(cfg: Mapping) -> None:
     epochs = _check_int("trainer.epochs", cfg["epochs"], minimum=1)
     milestones = cfg["lr_milestones"]
-    if not isinstance(milestones, list | tuple) or not all(_is_int(m) and 1 <= m <= epochs for m in milestones):
-        raise ConfigError(
-            f"invalid trainer.lr_milestones: {list(milestones)!r} (must be epochs between 1 and {epochs})"
-        )
+    is_list = isinstance(milestones, list | tuple)
+    valid = is_list and all(is_integer(m) and 1 <= m <= epochs for m in milestones)
+    shown = list(milestones) if is_list else milestones
+    check(valid, "trainer.lr_milestones", shown, f"epochs between 1 and {epochs}", ConfigError)
     _check_positive("trainer.lr_gamma", cfg["lr_gamma"])
     if cfg["grad_clip"] is not None:
         _check_positive("trainer.grad_clip", cfg["grad_clip"])
@@ -104,12 +85,11 @@ def _check_optimizer(cfg: Mapping) -> None:
     name = cfg["name"]
     _check_choice("optimizer.name", name, OPTIMIZER_NAMES)
     try:
-        arguments = optimizer_arguments(cfg)
+        weight_decay_form(cfg)
     except ValueError as error:  # the weight-decay form's one line, naming its key
         raise ConfigError(str(error)) from None
-    probe = [torch.zeros(1, requires_grad=True)]
     try:
-        create_optimizer(name, probe, **arguments)
+        optimizer_from_config(cfg, [torch.zeros(1, requires_grad=True)])
     except ValueError as error:
         raise ConfigError(str(error).replace("invalid ", "invalid optimizer.", 1)) from None
     except TypeError as error:  # an argument the optimizer does not take
@@ -123,25 +103,18 @@ def _check_metrics(cfg: Mapping | None, batch_size: int | None) -> None:
         raise ConfigError(str(error)) from None
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
 def _check_int(key: str, value, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
-        raise ConfigError(f"invalid {key}: {value!r} (must be an integer >= {minimum})")
+    check(is_integer(value) and value >= minimum, key, value, f"an integer >= {minimum}", ConfigError)
     return value
 
 
 def _check_positive(key: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise ConfigError(f"invalid {key}: {value!r} (must be a number > 0)")
+    check(is_number(value) and value > 0, key, value, "a number > 0", ConfigError)
 
 
 def check_bool(key: str, value) -> None:
     """A switch must be a YAML boolean: "yes" or 1 is refused rather than guessed."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"invalid {key}: {value!r} (must be true or false)")
+    check(isinstance(value, bool), key, value, "true or false", ConfigError)
 
 
 def _check_choice(key: str, value, choices: tuple) -> None:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..metrics.losses import classification_loss, next_token_loss
 from ..optim import needs_closure
 
 
@@ -62,7 +62,7 @@ class ClassificationTask:
 
     def train_step(self, model, optimizer, batch, settings: StepSettings) -> Tensor:
         x, y = (t.to(settings.device, non_blocking=True) for t in batch)
-        return optimizer_step(lambda: F.cross_entropy(model(x), y), model, optimizer, settings)
+        return optimizer_step(lambda: classification_loss(model(x), y), model, optimizer, settings)
 
     @torch.no_grad()
     def evaluate(self, model, batches: Iterable, settings: StepSettings, prefix: str = "val") -> dict:
@@ -73,7 +73,7 @@ class ClassificationTask:
             x, y = (t.to(settings.device, non_blocking=True) for t in batch)
             with settings.autocast():
                 logits = model(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            loss_sum += classification_loss(logits, y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
             count += y.numel()
         return {f"{prefix}_loss": float(loss_sum) / count, f"{prefix}_accuracy": 100.0 * float(correct) / count}
@@ -92,7 +92,7 @@ class LanguageModelTask:
 
     def _loss(self, model, x: Tensor, y: Tensor, hidden) -> tuple[Tensor, tuple]:
         logits, hidden = model(x, hidden)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1)), hidden
+        return next_token_loss(logits, y), hidden
 
     def train_step(self, model, optimizer, batch, settings: StepSettings) -> Tensor:
         x, y = (t.to(settings.device, non_blocking=True) for t in batch)

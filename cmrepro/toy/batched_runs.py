@@ -17,21 +17,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
 
 from ..optim import create_optimizer, needs_closure
 from .surfaces import Surface, surface
-
-# The paper's names (Table 1, Figures) for the factory's optimizer names.
-LABELS = {
-    "adam": "Adam",
-    "adam_sam": "Adam+SAM",
-    "adam_cg": "Adam+CG",
-    "adam_cm": "Adam+CM",
-    "adam_sam_cm": "Adam+SAM+CM",
-    "adam_meg": "Adam+MEG",
-    "adam_meg_cm": "Adam+MEG+CM",
-}
-
 
 # Optimizers whose step is elementwise, with no reduction over a param group (no priority key,
 # no SAM norm): the runs can share one [runs, dim] parameter in one group, which gives each run
@@ -76,9 +65,7 @@ def run(
     opt = create_optimizer(optimizer, [{"params": [p]} for p in params], **hyper, **extra)
     points, losses = [current().detach().clone()], []
     for step in range(steps):
-        if step == lr_drop_step:
-            for group in opt.param_groups:
-                group["lr"] *= lr_drop_factor
+        drop_lr_at(opt, step, lr_drop_step, lr_drop_factor)
         losses.append(_backward_all(surface, params, current))
         if needs_closure(opt):
             opt.step(lambda: _backward_all(surface, params, current))
@@ -88,6 +75,14 @@ def run(
     with torch.no_grad():
         losses.append(surface(points[-1]))
     return Trajectories(torch.stack(points), torch.stack(losses))
+
+
+def drop_lr_at(opt: Optimizer, step: int, lr_drop_step: int | None, lr_drop_factor: float) -> None:
+    """The toy runs' one schedule: before step ``lr_drop_step`` (0-based; ``None``: never), multiply
+    every group's learning rate by ``lr_drop_factor``. Called before each step, it drops the rate once."""
+    if step == lr_drop_step:
+        for group in opt.param_groups:
+            group["lr"] *= lr_drop_factor
 
 
 def _backward_all(surface: Surface, params: list[Tensor], current) -> Tensor:

@@ -1,6 +1,6 @@
-"""Online learning on a task stream (Section 5.4, Table 4): the tasks are learned one after
-another by one model and one optimizer, whose state carries over from task to task (escaping
-the last task's solution is what the critical-momenta buffer is meant to help with).
+"""The task-stream loop, for online learning (Section 5.4, Table 4): the tasks are learned one
+after another by one model and one optimizer, whose state carries over from task to task
+(escaping the last task's solution is what the critical-momenta buffer is meant to help with).
 
 ``trainer.epochs`` is the number of epochs *per task*; ``trainer.lr_milestones`` count epochs
 within a task, so the learning rate starts from ``optimizer.lr`` again at every task (the
@@ -15,26 +15,29 @@ Checkpoints are written after every epoch, so a killed run resumes inside a task
 
 from __future__ import annotations
 
-import bisect
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from ..data.online import TaskStream
 from ..models import ModelSpec, build_model
 from ..models.task_heads import TaskHeads
-from ..optim import create_optimizer
-from .checkpoint import rng_state, save_atomic
-from .checks import check_bool, optimizer_arguments
+from ..optim import optimizer_from_config
+from ..run_files import DIVERGED, DONE, RunRecords
+from .checkpoint import save_checkpoint
+from .checks import check_bool
 from .compiled import forward_module
-
-# The supervised loop's pieces, so both loops checkpoint, resume and record alike.
-from .loop import CHECKPOINT, _base_result, _show_progress, _train_epoch, load_data, resume, setup_torch
-from .records import RunRecords, make_logger
-from .steps import ClassificationTask
+from .epoch import train_epoch
+from .loggers import NullLogger, WandbLogger
+from .run_setup import load_data, open_records, resume, setup_torch, show_progress
+from .run_state import StreamState
+from .schedule import StepSchedule
+from .steps import ClassificationTask, StepSettings
 from .stream_metrics import stream_metrics
 
 MONITOR = "learning_accuracy"
@@ -45,7 +48,7 @@ def check_stream_config(cfg) -> None:
     check_bool("online.reset_optimizer", OmegaConf.select(cfg, "online.reset_optimizer", default=False))
 
 
-def run_stream(cfg, run_dir: Path, records: RunRecords) -> dict:
+def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
     """Train (or resume) the stream run ``cfg``; write and return result.json's content."""
     check_stream_config(cfg)
     settings = setup_torch(cfg)
@@ -60,27 +63,32 @@ def run_stream(cfg, run_dir: Path, records: RunRecords) -> dict:
         image_size=stream.input_shape[-1],
     )
     model = TaskHeads(build_model(cfg.model, spec), stream.classes_per_task).to(settings.device)
-    # What the forward passes go through: the same network, compiled under trainer.compile. The
-    # head's slicing stays outside the compiled graph, so switching tasks never recompiles.
-    runner = TaskHeads(forward_module(model.network, cfg.trainer.compile), stream.classes_per_task)
     learner = _Learner(cfg, model)
-    config = OmegaConf.to_container(cfg)
-    progress = {"epoch": 0, "wall_time": 0.0, "task_losses": [], "task_time": 0.0}
-    resume(run_dir, config, model, learner.optimizer, progress)
-    records.keep_epochs(progress["epoch"])
+    state, _ = resume(run_dir, OmegaConf.to_container(cfg), model, learner.optimizer, StreamState)
 
-    logger = make_logger(cfg.logger, run_dir, config)
-    result = _base_result(cfg, config)
-    # "running" until the end: a run killed now is still found, with its config, by the report.
-    records.write_result({**result, **stream_result(records.read_metrics())})
+    result, logger = open_records(cfg, run_dir, records, state, stream_summary)
+    run = _StreamRun(
+        cfg=cfg,
+        run_dir=run_dir,
+        stream=stream,
+        model=model,
+        # What the forward passes go through: the same network, compiled under trainer.compile. The
+        # head's slicing stays outside the compiled graph, so switching tasks never recompiles.
+        runner=TaskHeads(forward_module(model.network, cfg.trainer.compile), stream.classes_per_task),
+        learner=learner,
+        settings=settings,
+        records=records,
+        logger=logger,
+        state=state,
+    )
     try:
-        status = _learn_stream(cfg, run_dir, stream, model, runner, learner, settings, records, logger, progress)
-        result.update(status=status, **stream_result(records.read_metrics()))
+        status = run.train_remaining_epochs()
+        result.update(status=status, **stream_summary(records.read_metrics()))
     finally:
         logger.finish()
     result["tasks"] = [{"name": task.name, "classes": list(task.classes)} for task in stream.tasks]
     result["skipped_files"] = dict(stream.skipped_files)
-    result["wall_time_s"] = progress["wall_time"]
+    result["wall_time_s"] = state.wall_time
     records.write_result(result)
     return result
 
@@ -92,79 +100,90 @@ class _Learner:
         self.cfg = cfg
         self.model = model
         self.reset_per_task = OmegaConf.select(cfg, "online.reset_optimizer", default=False)
-        self.optimizer = self._fresh()
-        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self._fresh()
 
-    def _fresh(self):
-        arguments = optimizer_arguments(self.cfg.optimizer)
-        return create_optimizer(self.cfg.optimizer.name, self.model.parameters(), model=self.model, **arguments)
+    def _fresh(self) -> None:
+        self.optimizer = optimizer_from_config(self.cfg.optimizer, self.model.parameters(), self.model)
+        self.schedule = StepSchedule(self.optimizer, self.cfg.trainer.lr_milestones, self.cfg.trainer.lr_gamma)
 
     def start_task(self, task: int) -> None:
         # At the start of a task, never at the end of the previous one: a run resumed from a
         # checkpoint taken at a task boundary resets exactly where an uninterrupted run does.
         if task > 0 and self.reset_per_task:
-            self.optimizer = self._fresh()
-
-    def set_epoch_lr(self, task_epoch: int) -> float:
-        """The MultiStepLR schedule over the epochs of one task; the learning rate of this epoch."""
-        trainer = self.cfg.trainer
-        factor = trainer.lr_gamma ** bisect.bisect_right(sorted(trainer.lr_milestones), task_epoch)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
-        return self.optimizer.param_groups[0]["lr"]
+            self._fresh()
 
 
-def _learn_stream(cfg, run_dir, stream, model, runner, learner, settings, records, logger, progress) -> str:
-    """Train the remaining epochs of the stream; ``"done"`` or ``"diverged"``.
+@dataclass
+class _StreamRun:
+    """The pieces of a stream run that its epochs use.
 
     ``runner`` does the forward passes; ``model`` (the same network) is checkpointed.
     """
-    epochs = cfg.trainer.epochs
-    total = stream.num_tasks * epochs
-    show = _show_progress(cfg.trainer.progress)
-    step = ClassificationTask()
-    bar = tqdm(range(progress["epoch"], total), desc="epochs", initial=progress["epoch"], total=total, disable=not show)
-    for epoch in bar:
+
+    cfg: DictConfig
+    run_dir: Path
+    stream: TaskStream
+    model: TaskHeads
+    runner: TaskHeads
+    learner: _Learner
+    settings: StepSettings
+    records: RunRecords
+    logger: NullLogger | WandbLogger
+    state: StreamState
+    step: ClassificationTask = field(default_factory=ClassificationTask)  # every stream is classification
+
+    def train_remaining_epochs(self) -> str:
+        """Train the epochs of the stream after the checkpoint's; ``"done"`` or ``"diverged"``."""
+        total, start = self.stream.num_tasks * self.cfg.trainer.epochs, self.state.epoch
+        show = show_progress(self.cfg.trainer.progress)
+        for epoch in tqdm(range(start, total), desc="epochs", initial=start, total=total, disable=not show):
+            if not self._epoch(epoch, show):
+                return DIVERGED
+        return DONE
+
+    def _epoch(self, epoch: int, show: bool) -> bool:
+        """Train epoch ``epoch`` (of the whole stream); after a task's last, evaluate and record it.
+        False if it diverged."""
+        epochs, state, learner = self.cfg.trainer.epochs, self.state, self.learner
         index, task_epoch = divmod(epoch, epochs)
-        task = stream.tasks[index]
+        task = self.stream.tasks[index]
         if task_epoch == 0:
             learner.start_task(index)
-            progress.update(task_losses=[], task_time=0.0)
+            state.start_task()
         started = time.perf_counter()
-        runner.set_task(index)
-        lr = learner.set_epoch_lr(task_epoch)
+        self.runner.set_task(index)
+        lr = learner.schedule.set_epoch(task_epoch)
         # The epoch index is global, so each task's shuffles (and the kill hook's step count) differ.
-        train_loss = _train_epoch(cfg, epoch, task, step, runner, learner.optimizer, settings, show)
+        max_steps = self.cfg.trainer.max_steps_per_epoch
+        train_loss = train_epoch(
+            task.train, epoch, self.step, self.runner, learner.optimizer, self.settings, max_steps=max_steps, show=show
+        )
         if train_loss is None:
             print(f"cmrepro: non-finite training loss on task {task.name}; run marked diverged", file=sys.stderr)
-            return "diverged"
-        progress["task_losses"].append(train_loss)
-        row = _evaluate_after_task(stream, index, step, runner, settings) if task_epoch == epochs - 1 else None
+            return False
+        state.task_losses.append(train_loss)
+        last = task_epoch == epochs - 1
+        row = _evaluate_after_task(self.stream, index, self.step, self.runner, self.settings) if last else None
         elapsed = time.perf_counter() - started
-        progress.update(epoch=epoch + 1, wall_time=progress["wall_time"] + elapsed)
-        progress["task_time"] += elapsed
+        state.end_epoch(elapsed)
+        state.task_time += elapsed
         if row is not None:
             if not math.isfinite(row["val_loss"]):
                 print(f"cmrepro: non-finite validation loss on task {task.name}; run marked diverged", file=sys.stderr)
-                return "diverged"
-            row.update(epoch=epoch + 1, lr=lr, train_loss=train_loss, train_losses=list(progress["task_losses"]))
-            row["task_time_s"] = progress["task_time"]
-            records.append_metrics(row)
-            logger.log({key: value for key, value in row.items() if isinstance(value, int | float)}, step=index + 1)
-        if cfg.trainer.checkpoint:
-            payload = dict(
-                model=model.state_dict(),
-                optimizer=learner.optimizer.state_dict(),
-                scheduler=None,  # the learning rate is a function of the epoch (set_epoch_lr)
-                rng=rng_state(),
-                config=OmegaConf.to_container(cfg),
-                **progress,
-            )
-            save_atomic(payload, run_dir / CHECKPOINT)
-    return "done"
+                return False
+            row.update(epoch=epoch + 1, lr=lr, train_loss=train_loss, train_losses=list(state.task_losses))
+            row["task_time_s"] = state.task_time
+            self.records.append_metrics(row)
+            numbers = {key: value for key, value in row.items() if isinstance(value, int | float)}
+            self.logger.log(numbers, step=index + 1)
+        if self.cfg.trainer.checkpoint:
+            save_checkpoint(self.run_dir, self.model, learner.optimizer, OmegaConf.to_container(self.cfg), state)
+        return True
 
 
-def _evaluate_after_task(stream, index: int, step: ClassificationTask, model: TaskHeads, settings) -> dict:
+def _evaluate_after_task(
+    stream: TaskStream, index: int, step: ClassificationTask, model: TaskHeads, settings: StepSettings
+) -> dict:
     """One row of the accuracy matrix (and of the test matrix when the stream has test sets)."""
     model.eval()
     row: dict = {"task": index + 1, "task_name": stream.tasks[index].name}
@@ -185,7 +204,7 @@ def _evaluate_after_task(stream, index: int, step: ClassificationTask, model: Ta
     return row
 
 
-def stream_result(rows: list[dict]) -> dict:
+def stream_summary(rows: list[dict]) -> dict:
     """result.json's summary of the per-task rows: the accuracy matrix, its metrics (on the
     validation sets, and on the test sets under ``test`` when measured), and the monitor."""
     matrix = [row["val_accuracies"] for row in rows]

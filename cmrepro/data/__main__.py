@@ -1,0 +1,80 @@
+"""``python -m cmrepro.data prepare|verify <dataset|all>``: fetch and check the datasets.
+
+Each dataset gets one line: its summary, or what went wrong and the command that fixes it;
+the exit status is 1 if any dataset failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .base import DataError
+from .fetch import FetchError
+from .sources import GROUPS, IMAGENET, dataset_names, expand, sources
+
+DEFAULT_DATA_DIR = os.environ.get("CMREPRO_DATA", "data")  # as conf/config.yaml's paths.data_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cmrepro.data", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    names = ", ".join(dataset_names())
+    groups = "; ".join(f"{g} = {' + '.join(parts)}" for g, parts in GROUPS.items())
+    prepare = commands.add_parser(
+        "prepare",
+        help="download, check and unpack datasets",
+        description=f"Datasets: {names}; all = every one but imagenet ({groups}). "
+        "imagenet needs --from-archive ILSVRC2012_img_train.tar ILSVRC2012_img_val.tar ILSVRC2012_devkit_t12.tar.gz.",
+    )
+    verify = commands.add_parser("verify", help="check what is on disk", description=f"Datasets: {names}, all.")
+    for command in (prepare, verify):
+        command.add_argument("dataset", nargs="+", help=f"one or more of: all, {names}")
+        command.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR), help="paths.data_dir")
+    prepare.add_argument("--url", help="download from this URL instead (a base URL ending in / for several files)")
+    prepare.add_argument(
+        "--from-archive", "--from", nargs="+", type=Path, dest="archives", help="archives copied by hand (or folders)"
+    )
+    prepare.add_argument("--devkit", type=Path, help="imagenet: ILSVRC2012_devkit_t12.tar.gz (or give it in --from)")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the summary lines")
+    return parser
+
+
+def _one(args: argparse.Namespace, name: str, say) -> str:
+    from .verify import verify
+
+    data_dir = args.data_dir.resolve()
+    if args.command == "verify":
+        return verify(name, data_dir, sources()[name].counts if name in sources() else None)
+    if name == IMAGENET:
+        from .imagenet_prepare import prepare_imagenet
+
+        archives = [*(args.archives or []), *([args.devkit] if args.devkit else [])]
+        return prepare_imagenet(data_dir, archives, quiet=args.quiet, say=say)
+    from .prepare import prepare
+
+    return prepare(name, data_dir, url=args.url, archives=args.archives, quiet=args.quiet, say=say)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        names = list(dict.fromkeys(n for given in args.dataset for n in expand(given)))
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    say = (lambda line: None) if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr))
+    failed = 0
+    for name in names:
+        try:
+            print(_one(args, name, say), flush=True)
+        except (DataError, FetchError, ValueError, OSError) as error:
+            failed += 1
+            print(f"{args.command} {name} failed: {error}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

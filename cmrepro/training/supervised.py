@@ -1,0 +1,163 @@
+"""The supervised loop: one model trained on one dataset for ``trainer.epochs`` epochs (Tables 2
+and 3, the analysis figures), validated after every epoch and checkpointed after every epoch.
+
+``metrics.jsonl`` gets one row per epoch (losses, the monitored metric and its best so far, the
+learning rate, the analysis metrics that are due); ``result.json`` the best epoch by the task's
+monitor, the last row and, when the run ends ``done`` with a test set, the test metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.optim import Optimizer
+from tqdm import tqdm
+
+from ..data import DataBundle
+from ..metrics import TrainingMetrics
+from ..models import ModelSpec, build_model
+from ..optim import optimizer_from_config
+from ..run_files import DIVERGED, DONE, RunRecords
+from .checkpoint import save_checkpoint
+from .compiled import forward_module
+from .epoch import train_epoch
+from .loggers import NullLogger, WandbLogger
+from .run_setup import load_data, open_records, resume, setup_torch, show_progress
+from .run_state import RunState
+from .schedule import StepSchedule
+from .steps import ClassificationTask, LanguageModelTask, StepSettings, task_for
+
+
+def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
+    """Train (or resume) the supervised run ``cfg``; write and return result.json's content."""
+    settings = setup_torch(cfg)
+    data = load_data(cfg)
+    spec = ModelSpec(
+        data.task,
+        data.num_classes,
+        data.vocab_size,
+        data.input_shape[0] if data.input_shape else 3,
+        image_size=data.input_shape[-1] if data.input_shape else None,
+    )
+    model = build_model(cfg.model, spec).to(settings.device)
+    optimizer = optimizer_from_config(cfg.optimizer, model.parameters(), model)
+    schedule = StepSchedule(optimizer, cfg.trainer.lr_milestones, cfg.trainer.lr_gamma)
+    task = task_for(data.task)
+    # Before the checkpoint is loaded: distance is measured from the initial parameters.
+    analysis = TrainingMetrics.from_config(cfg, model, data.train, data.task, optimizer)
+    state, checkpoint = resume(run_dir, OmegaConf.to_container(cfg), model, optimizer, RunState)
+    if checkpoint is not None:
+        analysis.load_state_dict(checkpoint.get("metrics"))
+
+    summarize = partial(summarize_epochs, monitor=task.monitor, mode=task.mode)
+    result, logger = open_records(cfg, run_dir, records, state, summarize)
+    run = _SupervisedRun(
+        cfg=cfg,
+        run_dir=run_dir,
+        data=data,
+        task=task,
+        model=model,
+        runner=forward_module(model, cfg.trainer.compile),  # the model itself unless trainer.compile
+        optimizer=optimizer,
+        schedule=schedule,
+        settings=settings,
+        records=records,
+        logger=logger,
+        analysis=analysis,
+        state=state,
+    )
+    try:
+        status = run.train_remaining_epochs()
+        result.update(status=status, **summarize(records.read_metrics()))
+        if status == DONE and data.test is not None:
+            result["test"] = task.evaluate(run.runner, data.test, settings, prefix="test")
+    finally:
+        logger.finish()
+    result["wall_time_s"] = state.wall_time
+    records.write_result(result)
+    return result
+
+
+@dataclass
+class _SupervisedRun:
+    """The pieces of a supervised run that its epochs use.
+
+    ``runner`` does the forward passes (``model`` or its compiled wrapper); ``model`` is
+    checkpointed and measured.
+    """
+
+    cfg: DictConfig
+    run_dir: Path
+    data: DataBundle
+    task: ClassificationTask | LanguageModelTask
+    model: nn.Module
+    runner: nn.Module
+    optimizer: Optimizer
+    schedule: StepSchedule
+    settings: StepSettings
+    records: RunRecords
+    logger: NullLogger | WandbLogger
+    analysis: TrainingMetrics
+    state: RunState
+
+    def train_remaining_epochs(self) -> str:
+        """Train the epochs after the checkpoint's; ``"done"`` or ``"diverged"``."""
+        epochs, start = self.cfg.trainer.epochs, self.state.epoch
+        show = show_progress(self.cfg.trainer.progress)
+        bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs, disable=not show, position=0)
+        for epoch in bar:
+            if not self._epoch(epoch, show):
+                return DIVERGED
+        return DONE
+
+    def _epoch(self, epoch: int, show: bool) -> bool:
+        """Train, validate, measure, record and checkpoint epoch ``epoch``; False if it diverged."""
+        started = time.perf_counter()
+        lr = self.schedule.set_epoch(epoch)
+        max_steps = self.cfg.trainer.max_steps_per_epoch
+        train = self.data.train
+        train_loss = train_epoch(
+            train, epoch, self.task, self.runner, self.optimizer, self.settings, max_steps=max_steps, show=show
+        )
+        if train_loss is None:
+            print(f"cmrepro: non-finite training loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
+            return False
+        self.model.eval()
+        validation = self.task.evaluate(self.runner, self.data.val, self.settings)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, **validation, "lr": lr}
+        if not math.isfinite(row["val_loss"]):
+            print(f"cmrepro: non-finite validation loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
+            return False
+        monitor = self.task.monitor
+        row[f"best_{monitor}"] = self.state.improve(row[monitor], self.task.mode)
+        row.update(self.analysis.compute(epoch + 1, self.model, self.optimizer))
+        row["epoch_time_s"] = time.perf_counter() - started
+        self.state.end_epoch(row["epoch_time_s"])
+        self.records.append_metrics(row)
+        self.logger.log(row, step=epoch + 1)
+        if self.cfg.trainer.checkpoint:
+            config = OmegaConf.to_container(self.cfg)
+            save_checkpoint(self.run_dir, self.model, self.optimizer, config, self.state, self.analysis.state_dict())
+        return True
+
+
+def summarize_epochs(rows: list[dict], monitor: str | None = None, mode: str = "max") -> dict:
+    """result.json's summary of the per-epoch rows: epochs completed, the best epoch by ``monitor``
+    (read from the rows' ``best_`` column when not given) and the last row."""
+    if not rows:
+        return {"epochs_completed": 0, "best": None, "final": None}
+    monitor = monitor or next(key[len("best_") :] for key in rows[-1] if key.startswith("best_"))
+    best_row = (max if mode == "max" else min)(rows, key=lambda row: row[monitor])
+    return {
+        "epochs_completed": rows[-1]["epoch"],
+        "monitor": monitor,
+        "best": {monitor: best_row[monitor], "epoch": best_row["epoch"]},
+        "final": rows[-1],
+    }

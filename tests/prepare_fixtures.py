@@ -1,0 +1,157 @@
+"""Tiny dataset archives in the real formats, served from a local HTTP server, and a source
+table pointing at them with their own digests: what ``prepare`` tests download from.
+The archives are built with the on-disk writers of :mod:`data_fixtures` and :mod:`online_fixtures`."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import tarfile
+import tempfile
+import threading
+import zipfile
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import data_fixtures
+import online_fixtures
+
+from cmrepro.data.sources import Remote, sources
+
+# What verify counts on each fixture dataset (the writers' sizes below).
+FIXTURE_COUNTS = {
+    "cifar10": {"train": 40, "test": 10, "classes": 10},
+    "cifar100": {"train": 40, "test": 10, "classes": 100},
+    "ptb": None,
+    "tinyimagenet": {"classes": 4, "train": 12, "val": 8},
+    "mnist": {"train": 20, "test": 10},
+    "fashion_mnist": {"train": 20, "test": 10},
+    "svhn": {"train": 20, "test": 10},
+    "notmnist": {"images": 30, "letters": 10, "unreadable skipped": 2},
+}
+
+
+def _tar(folder: Path, arcname_of: dict[str, Path]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for arcname, path in arcname_of.items():
+            tar.add(path, arcname=arcname)
+    return buffer.getvalue()
+
+
+def _zip(folder: Path, top: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for path in sorted((folder / top).rglob("*")):
+            zipped.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def build_archives() -> dict[str, dict[str, bytes]]:
+    """dataset -> {file name as in the source table: bytes}."""
+    out: dict[str, dict[str, bytes]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data_fixtures.write_cifar10(root / "c10", n_train=40, n_test=10)
+        out["cifar10"] = {"cifar-10-python.tar.gz": _tar(root, {"cifar-10-batches-py": root / "c10/cifar-10-batches-py"})}
+        data_fixtures.write_cifar100(root / "c100", n_train=40, n_test=10)
+        out["cifar100"] = {"cifar-100-python.tar.gz": _tar(root, {"cifar-100-python": root / "c100/cifar-100-python"})}
+        # Mikolov's archive: members named ./simple-examples/data/ptb.*.txt, among other files.
+        data_fixtures.write_ptb(root / "ptb")
+        members = {f"./simple-examples/data/ptb.{s}.txt": root / f"ptb/ptb.{s}.txt" for s in ("train", "valid", "test")}
+        (root / "README").write_text("rnnlm examples\n")
+        out["ptb"] = {"simple-examples.tgz": _tar(root, {"./simple-examples/README": root / "README", **members})}
+        online_fixtures.write_tiny_imagenet(root / "tiny", num_classes=4, train_per_class=3, val_per_class=2, size=8)
+        out["tinyimagenet"] = {"tiny-imagenet-200.zip": _zip(root / "tiny", "tiny-imagenet-200")}
+        for name, folder in (("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")):
+            online_fixtures.write_mnist_like(root / name, folder, n_train=20, n_test=10, gz=True)
+            out[name] = {p.name: p.read_bytes() for p in (root / name / folder / "raw").iterdir()}
+        online_fixtures.write_svhn(root / "svhn", n_train=20, n_test=10)
+        out["svhn"] = {p.name: p.read_bytes() for p in (root / "svhn").iterdir()}
+        online_fixtures.write_notmnist(root / "notmnist", per_letter=3)
+        notmnist = {"notMNIST_small": root / "notmnist/notMNIST_small"}
+        out["notmnist"] = {"notMNIST_small.tar.gz": _tar(root, notmnist)}
+    return out
+
+
+class Server:
+    """A local HTTP server of ``files`` (URL path -> bytes) that honours Range requests.
+    ``corrupt``: paths served with their bytes changed; ``drop``: paths whose next full
+    response stops halfway (the connection closes). ``requests`` logs (path, Range header)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.corrupt: set[str] = set()
+        self.drop: set[str] = set()
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep the test output clean
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append((self.path, self.headers.get("Range")))
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                if self.path in server.corrupt:
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                start = 0
+                if self.headers.get("Range"):
+                    start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+                    if start >= len(body):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                if self.path in server.drop and not start:
+                    server.drop.discard(self.path)
+                    self.wfile.write(body[: len(body) // 2])
+                    return  # HTTP/1.0: the connection closes short of Content-Length
+                self.wfile.write(body[start:])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fixture_table(archives: dict[str, dict[str, bytes]], base: str, mirrors: tuple[str, ...] = ()) -> dict:
+    """The shipped source table with each file served at ``<mirror or base><dataset>/<file>``
+    and checked against the fixture's own MD5 and size."""
+    table = {}
+    for name, source in sources().items():
+        remotes = []
+        for remote in source.remotes:
+            body = archives[name][remote.filename]
+            urls = tuple(f"{prefix}{name}/{remote.filename}" for prefix in (*mirrors, base))
+            md5 = hashlib.md5(body).hexdigest()
+            remotes.append(Remote(remote.filename, urls, md5=md5, size=len(body)))
+        table[name] = replace(source, remotes=tuple(remotes), counts=FIXTURE_COUNTS[name])
+    return table
+
+
+def served(archives: dict[str, dict[str, bytes]]) -> dict[str, bytes]:
+    return {f"/{name}/{file}": body for name, files in archives.items() for file, body in files.items()}
