@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # cluster, e.g. `make install TORCH_PIN="torch torchvision"`.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint bench-optim reproduce-toy toy-protocols toy-stability clean reproduce-table2 reproduce-table3 reproduce-table4 \
+.PHONY: install test data lint bench-optim reproduce-toy toy-protocols toy-stability clean reproduce-table2 reproduce-table3 reproduce-table4 \
 	grid-table2 grid-table3 grid-table4 \
 	figure8 figure9 figure10 figure19 figure20 analysis-figures bench-metrics device-checks \
 	figure8-smoke figure9-smoke figure10-smoke figure19-smoke figure20-smoke analysis-figures-smoke
@@ -19,6 +19,12 @@ install:
 
 test:
 	$(PY) -m pytest -q
+
+# Fetch, check and unpack datasets into paths.data_dir ($CMREPRO_DATA or data/), e.g.
+# make data DATASETS="cifar10 ptb"; imagenet needs its archives: python -m cmrepro.data prepare imagenet --from ...
+DATASETS ?= all
+data:
+	$(PY) -m cmrepro.data prepare $(DATASETS)
 
 lint:
 	$(PY) -m ruff check cmrepro tests scripts

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -55,7 +56,9 @@ def build_archives() -> dict[str, dict[str, bytes]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data_fixtures.write_cifar10(root / "c10", n_train=40, n_test=10)
-        out["cifar10"] = {"cifar-10-python.tar.gz": _tar(root, {"cifar-10-batches-py": root / "c10/cifar-10-batches-py"})}
+        out["cifar10"] = {
+            "cifar-10-python.tar.gz": _tar(root, {"cifar-10-batches-py": root / "c10/cifar-10-batches-py"})
+        }
         data_fixtures.write_cifar100(root / "c100", n_train=40, n_test=10)
         out["cifar100"] = {"cifar-100-python.tar.gz": _tar(root, {"cifar-100-python": root / "c100/cifar-100-python"})}
         # Mikolov's archive: members named ./simple-examples/data/ptb.*.txt, among other files.
@@ -120,7 +123,7 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> Server:
         self.thread.start()
@@ -155,3 +158,72 @@ def fixture_table(archives: dict[str, dict[str, bytes]], base: str, mirrors: tup
 
 def served(archives: dict[str, dict[str, bytes]]) -> dict[str, bytes]:
     return {f"/{name}/{file}": body for name, files in archives.items() for file, body in files.items()}
+
+
+# ---------------------------------------------------------------- ImageNet
+
+IMAGENET_WNIDS = ("n01440764", "n01443537", "n01484850")
+
+
+def _meta_mat(path: Path) -> None:
+    """The devkit's ``meta.mat``: a ``synsets`` struct array of the leaf classes (ILSVRC2012_ID
+    1..3) and one inner node (num_children > 0) that torchvision must skip."""
+    import numpy as np
+    from scipy.io import savemat
+
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height"]
+    rows = [
+        (i + 1, wnid, f"thing {i}, item {i}", "a thing", 0, np.zeros((1, 0)), 0)
+        for i, wnid in enumerate(IMAGENET_WNIDS)
+    ]
+    rows.append((1001, "n00001740", "entity", "the top", 3, np.array([[1, 2, 3]]), 19))
+    synsets = np.zeros((len(rows), 1), dtype=[(f, object) for f in fields])
+    for index, row in enumerate(rows):
+        synsets[index, 0] = row
+    savemat(str(path), {"synsets": synsets})
+
+
+def _jpeg(path: Path, level: int) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (level, level, level)).save(path, format="JPEG")
+
+
+def write_imagenet_archives(folder: Path, per_class: int = 2) -> dict[str, object]:
+    """ILSVRC2012_img_train.tar (one ``<wnid>.tar`` per class), ILSVRC2012_img_val.tar (flat
+    ``ILSVRC2012_val_%08d.JPEG``) and ILSVRC2012_devkit_t12.tar.gz (meta.mat and the val ground
+    truth, one ILSVRC2012_ID a line). Returns ``files`` (part -> path) and ``val`` (wnid -> names)."""
+    folder.mkdir(parents=True)
+    work = folder / "work"
+    train_tar = folder / "ILSVRC2012_img_train.tar"
+    with tarfile.open(train_tar, "w") as outer:
+        for index, wnid in enumerate(IMAGENET_WNIDS):
+            (work / wnid).mkdir(parents=True)
+            for i in range(per_class):
+                _jpeg(work / wnid / f"{wnid}_{i}.JPEG", 40 * index)
+            with tarfile.open(work / f"{wnid}.tar", "w") as inner:
+                for image in sorted((work / wnid).iterdir()):
+                    inner.add(image, arcname=image.name)
+            outer.add(work / f"{wnid}.tar", arcname=f"{wnid}.tar")
+    val: dict[str, list[str]] = {wnid: [] for wnid in IMAGENET_WNIDS}
+    truth = []
+    (work / "val").mkdir()
+    for k in range(per_class * len(IMAGENET_WNIDS)):
+        label = (k * 2 + 1) % len(IMAGENET_WNIDS)  # not in class order
+        name = f"ILSVRC2012_val_{k + 1:08d}.JPEG"
+        _jpeg(work / "val" / name, 40 * label)
+        val[IMAGENET_WNIDS[label]].append(name)
+        truth.append(f"{label + 1}\n")
+    val_tar = folder / "ILSVRC2012_img_val.tar"
+    with tarfile.open(val_tar, "w") as tar:
+        for image in sorted((work / "val").iterdir()):
+            tar.add(image, arcname=image.name)
+    devkit = work / "ILSVRC2012_devkit_t12" / "data"
+    devkit.mkdir(parents=True)
+    _meta_mat(devkit / "meta.mat")
+    (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(truth))
+    devkit_tar = folder / "ILSVRC2012_devkit_t12.tar.gz"
+    with tarfile.open(devkit_tar, "w:gz") as tar:
+        tar.add(work / "ILSVRC2012_devkit_t12", arcname="ILSVRC2012_devkit_t12")
+    shutil.rmtree(work)
+    return {"files": {"train": train_tar, "val": val_tar, "devkit": devkit_tar}, "val": val}

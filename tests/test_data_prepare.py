@@ -8,7 +8,6 @@ import hashlib
 import math
 import shutil
 import time
-from pathlib import Path
 
 import prepare_fixtures as pf
 import pytest
@@ -17,8 +16,12 @@ from train_helpers import compose_run
 import cmrepro.data.__main__ as cli
 import cmrepro.data.prepare as prepare_module
 import cmrepro.data.sources as sources_module
+from cmrepro.data.base import prepare_command
 from cmrepro.data.fetch import MARKER
 from cmrepro.train import train
+
+# A small CNN for the streams, as tests/test_online_train.py runs them.
+SMALL_CNN = ["model.channels=8", "model.hidden=16"]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,10 @@ def test_a_bad_mirror_falls_back_to_the_next(monkeypatch, archives, server, tmp_
     use_table(monkeypatch, pf.fixture_table(archives, server.base, mirrors=(server.base + "missing/",)))
     code, lines = run(capsys, "prepare", "cifar10", "--data-dir", str(tmp_path), "--quiet")
     assert code == 0, lines
-    assert [path for path, _ in server.requests] == ["/missing/cifar10/cifar-10-python.tar.gz", "/cifar10/cifar-10-python.tar.gz"]
+    assert [path for path, _ in server.requests] == [
+        "/missing/cifar10/cifar-10-python.tar.gz",
+        "/cifar10/cifar-10-python.tar.gz",
+    ]
 
 
 def test_an_interrupted_download_resumes_with_a_range_request(served_table, server, archives, tmp_path, capsys):
@@ -143,10 +149,18 @@ def test_a_half_extracted_folder_is_detected_and_rebuilt(served_table, tmp_path,
     (tmp_path / "ptb/ptb.train.txt").write_text(" the a \n")  # as if extraction stopped here
     code, lines = run(capsys, "verify", "ptb", "--data-dir", str(tmp_path))
     assert code == 1 and "missing ptb.valid.txt" in lines[0] and "python -m cmrepro.data prepare ptb" in lines[0]
-    code, _ = run(capsys, "prepare", "ptb", "--data-dir", str(tmp_path))
-    assert "incomplete (no completion mark): rebuilding" in capsys.readouterr().err or code == 0
-    assert code == 0 and (tmp_path / "ptb" / MARKER).is_file() and (tmp_path / "ptb/ptb.test.txt").is_file()
+    assert cli.main(["prepare", "ptb", "--data-dir", str(tmp_path)]) == 0
+    assert f"ptb: {tmp_path / 'ptb'} is incomplete (no completion mark): rebuilding it" in capsys.readouterr().err
+    assert (tmp_path / "ptb" / MARKER).is_file() and (tmp_path / "ptb/ptb.test.txt").is_file()
     assert (tmp_path / "ptb/ptb.train.txt").read_text() != " the a \n"
+
+
+def test_verify_all_on_an_empty_folder_names_the_fixing_command_per_dataset(tmp_path, capsys):
+    code, lines = run(capsys, "verify", "all", "--data-dir", str(tmp_path))
+    assert code == 1 and len(lines) == len(LAYOUT)
+    for name, line in zip(sources_module.sources(), lines):
+        # The readers' own messages name the command, with the data dir the run would use.
+        assert line.startswith(f"verify {name} failed: ") and f"prepare {name} --data-dir {tmp_path}" in line
 
 
 def test_offline_fails_fast_with_one_line_per_dataset(monkeypatch, archives, tmp_path, capsys):
@@ -167,9 +181,22 @@ def test_from_archive_and_url_work_without_the_table_urls(monkeypatch, archives,
     assert code == 0 and lines[0].startswith("ptb: ok")
     code, lines = run(capsys, "prepare", "mnist", "--data-dir", str(tmp_path / "d"), "--url", server.base + "mnist/")
     assert code == 0 and lines[0].startswith("mnist: ok")
+    good = archives["ptb"]["simple-examples.tgz"]
+    copied.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    code, lines = run(capsys, "prepare", "ptb", "--data-dir", str(tmp_path / "e"), "--from", str(copied))
+    assert code == 1 and f"{copied}: md5 " in lines[0] and hashlib.md5(good).hexdigest() in lines[0]
     copied.write_bytes(b"not the archive")
     code, lines = run(capsys, "prepare", "ptb", "--data-dir", str(tmp_path / "e"), "--from", str(copied))
-    assert code == 1 and "simple-examples.tgz: md5" in lines[0]
+    assert code == 1 and f"{copied}: size 15 bytes, expected {len(good)}" in lines[0]
+    assert not (tmp_path / "e" / "ptb").exists()
+
+
+def test_progress_bars_go_to_stderr_unless_quiet(served_table, tmp_path, capsys):
+    assert cli.main(["prepare", "cifar10", "--data-dir", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "cifar-10-python.tar.gz" in err and "extract cifar-10-python.tar.gz" in err
+    assert cli.main(["prepare", "cifar10", "--data-dir", str(tmp_path / "b"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_prepare_help_lists_every_dataset(capsys):
@@ -190,14 +217,29 @@ def test_unknown_dataset_is_one_line(capsys):
     [
         ("cifar10", ["dataset.val_size=8", "dataset.batch_size=16", "model=resnet18", "model.width=0.125"]),
         ("ptb", ["dataset.batch_size=4", "dataset.eval_batch_size=2"]),
+        ("tinyimagenet", ["dataset.num_tasks=2", "dataset.classes_per_task=2", "dataset.image_size=16", *SMALL_CNN]),
+        ("five_datasets", ["model.width=0.125", "dataset.batch_size=32"]),
     ],
 )
 def test_one_training_epoch_from_the_prepared_folder(dataset, overrides, served_table, tmp_path, capsys):
     assert run(capsys, "prepare", dataset, "--data-dir", str(tmp_path / "data"), "--quiet")[0] == 0
     settings = ["dataset.num_workers=0", "trainer.epochs=1", "trainer.lr_milestones=[]", "trainer.progress=false"]
-    cfg = compose_run([f"dataset={dataset}", f"paths.data_dir={tmp_path / 'data'}", *settings, *overrides], tmp_path / "run")
+    cfg = compose_run(
+        [f"dataset={dataset}", f"paths.data_dir={tmp_path / 'data'}", *settings, *overrides], tmp_path / "run"
+    )
     result = train(cfg, tmp_path / "run")
-    assert result["status"] == "done" and math.isfinite(result["final"]["train_loss"])
+    assert result["status"] == "done"
+    if "final" in result:  # the supervised runs; the streams report per task
+        assert math.isfinite(result["final"]["train_loss"])
+
+
+def test_prepare_command_names_the_data_dir_of_the_default_layout(tmp_path):
+    assert prepare_command("svhn", tmp_path / "five_datasets/svhn", "five_datasets/svhn") == (
+        f"run python -m cmrepro.data prepare svhn --data-dir {tmp_path}"
+    )
+    # A folder set by hand (dataset.data_dir): say where prepare puts the data instead.
+    custom = prepare_command("ptb", tmp_path / "my_ptb")
+    assert custom.startswith("run python -m cmrepro.data prepare ptb --data-dir DIR") and "DIR/ptb" in custom
 
 
 # ---------------------------------------------------------------- ImageNet
@@ -213,7 +255,9 @@ def test_imagenet_from_fake_official_archives(monkeypatch, tmp_path, capsys):
     data = tmp_path / "data"
     (data / "imagenet" / "train").mkdir(parents=True)  # a half-built folder from an older attempt
     train_tar, val_tar, devkit = (str(given["files"][p]) for p in ("train", "val", "devkit"))
-    code, lines = run(capsys, "prepare", "imagenet", "--data-dir", str(data), "--from", train_tar, val_tar, "--devkit", devkit)
+    code, lines = run(
+        capsys, "prepare", "imagenet", "--data-dir", str(data), "--from", train_tar, val_tar, "--devkit", devkit
+    )
     assert code == 0, lines
     assert lines[0].startswith("imagenet: ok, 3 classes, 6 train, 6 val")
     for wnid, names in given["val"].items():  # each val image in its ground-truth class folder

@@ -17,7 +17,7 @@ import pytest
 import torch
 from helpers import make_params, set_grads
 from oracle import Oracle
-from test_optim_oracle import HYPER, _max_gap, _run, _split, never, skipped
+from trajectories import HYPER, max_gap, never, run_trajectory, skipped, split_groups
 
 import cmrepro.optim._base as base_module
 import cmrepro.optim.buffer as buffer_module
@@ -42,20 +42,20 @@ def fused_calls(monkeypatch):
 
 def build(variant, params, **extra):
     cls, hyper = HYPER[variant]
-    return cls([dict(params=ps, **h, **extra) for ps, h in zip(_split(params), hyper)])
+    return cls([dict(params=ps, **h, **extra) for ps, h in zip(split_groups(params), hyper)])
 
 
 def run_fused(variant, skip, dtype=torch.float64, **extra):
     params = make_params(dtype=dtype)
     opt = build(variant, params, fused=True, **extra)
-    return _run(opt.step, params, skip), opt
+    return run_trajectory(opt.step, params, skip), opt
 
 
 def run_oracle(variant, skip, dtype=torch.float64, oracle_variant=None):
     _, hyper = HYPER[variant]
     params = make_params(dtype=dtype)
-    oracle = Oracle(oracle_variant or variant, [dict(params=ps, **h) for ps, h in zip(_split(params), hyper)])
-    return _run(oracle.step, params, skip), oracle
+    oracle = Oracle(oracle_variant or variant, [dict(params=ps, **h) for ps, h in zip(split_groups(params), hyper)])
+    return run_trajectory(oracle.step, params, skip), oracle
 
 
 @pytest.mark.parametrize("variant", sorted(HYPER))
@@ -66,7 +66,7 @@ def test_fused_matches_the_oracle_in_float64(variant, skip, fused_calls):
     ours, _ = run_fused(variant, skip)
     reference, oracle = run_oracle(variant, skip)
     assert oracle.replacements() > 20  # buffers filled and replaced
-    assert _max_gap(ours, reference) < 1e-10
+    assert max_gap(ours, reference) < 1e-10
     assert float((ours[-1] - ours[0]).abs().max()) > 1e-2
     expected = 2 * (STEPS - 1) if skip is never else STEPS - 1
     assert len(fused_calls) >= expected - 1
@@ -88,7 +88,7 @@ def test_fused_honours_the_other_weight_decay_form(variant, fused_calls):
         pytest.skip(f"the oracle has no {oracle_variant}")
     ours, _ = run_fused(variant, never, decoupled_weight_decay=decoupled)
     reference, _ = run_oracle(variant, never, oracle_variant=oracle_variant)
-    assert _max_gap(ours, reference) < 1e-10
+    assert max_gap(ours, reference) < 1e-10
     assert fused_calls
 
 
@@ -127,7 +127,7 @@ def test_fused_with_device_decisions_matches_the_oracle(monkeypatch, fused_calls
     monkeypatch.setattr(buffer_module, "READ_CPU_DECISIONS_ON_HOST", False)
     ours, _ = run_fused("adam_cm", skipped)
     reference, _ = run_oracle("adam_cm", skipped)
-    assert _max_gap(ours, reference) < 1e-10
+    assert max_gap(ours, reference) < 1e-10
     assert len(fused_calls) >= STEPS - 2
     assert any("device slot" in r.variant for r in fused.COMPILE_LOG)
 
@@ -137,9 +137,9 @@ def test_fused_bf16_buffer_follows_the_eager_bf16_buffer(fused_calls):
     for fuse in (True, False):
         params = make_params(dtype=torch.float32)
         opt = AdamCM(params, lr=0.01, topC=3, decay=0.9, buffer_dtype=torch.bfloat16, fused=fuse)
-        trajectories.append(_run(opt.step, params, never))
+        trajectories.append(run_trajectory(opt.step, params, never))
         optimizers.append(opt)
-    assert _max_gap(*trajectories) < 1e-4
+    assert max_gap(*trajectories) < 1e-4
     # The running sum adds the rounded (stored) values: it equals the sum of the stored elements.
     for p in optimizers[0].param_groups[0]["params"]:
         s = optimizers[0].state[p]
@@ -210,7 +210,7 @@ def test_a_replaced_parameter_is_copied_back_into_the_flat_storage(fused_calls):
     opt = build("adam_cm", params, fused=True)
     oracle_params = make_params()
     _, hyper = HYPER["adam_cm"]
-    oracle = Oracle("adam_cm", [dict(params=ps, **h) for ps, h in zip(_split(oracle_params), hyper)])
+    oracle = Oracle("adam_cm", [dict(params=ps, **h) for ps, h in zip(split_groups(oracle_params), hyper)])
     for t in range(20):
         if t == 10:  # as model.to(...) or a manual assignment would
             with torch.no_grad():
@@ -327,7 +327,7 @@ def test_fused_matches_the_oracle_on_cuda(variant):
             p.grad = None if mirror.grad is None else mirror.grad.cuda()
         opt.step()
         trajectory.append(torch.cat([p.detach().reshape(-1) for p in params]).cpu())
-    assert _max_gap(trajectory, reference) < 1e-10
+    assert max_gap(trajectory, reference) < 1e-10
     assert any(r.variant.startswith("cuda") for r in fused.COMPILE_LOG)
 
 

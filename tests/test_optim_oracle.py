@@ -8,83 +8,23 @@ import pytest
 import torch
 from helpers import make_params, set_grads
 from oracle import Oracle
+from trajectories import HYPER, STEPS, max_gap, never, run_trajectory, skipped, split_groups
 
-from cmrepro.optim import SGDCG, SGDCM, AdamCG, AdamCM
-
-STEPS = 200
-
-# Two groups with different hyperparameters: weight decay on in the first, off in the second.
-HYPER = {
-    "adam_cm": (
-        AdamCM,
-        [
-            dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, decay=0.9, topC=3),
-            dict(lr=0.03, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, decay=0.7, topC=2),
-        ],
-    ),
-    "adam_cg": (
-        AdamCG,
-        [
-            dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, decay=0.9, topC=3),
-            dict(lr=0.03, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, decay=0.7, topC=2),
-        ],
-    ),
-    "sgd_cg": (
-        SGDCG,
-        [
-            dict(lr=0.01, momentum=0.9, dampening=0.1, weight_decay=0.1, decay=0.9, topC=3),
-            dict(lr=0.02, momentum=0.0, dampening=0.0, weight_decay=0.0, decay=0.7, topC=2),
-        ],
-    ),
-    "sgd_cm": (
-        SGDCM,
-        [
-            dict(lr=0.01, momentum=0.9, weight_decay=0.1, decay=0.9, topC=3),
-            dict(lr=0.02, momentum=0.5, weight_decay=0.0, decay=0.7, topC=2),
-        ],
-    ),
-}
-
-
-# Parameter 4 (second group) has no gradient on its first steps and on every
-# third step after: it joins its bucket late and skips steps.
-def skipped(t: int) -> set[int]:
-    return {4} if t < 2 or t % 3 == 0 else set()
-
-
-def never(t: int) -> set[int]:
-    return set()
-
-
-def _split(params):
-    return [params[:3], params[3:]]
-
-
-def _run(step_fn, params, skip) -> list[torch.Tensor]:
-    trajectory = []
-    for t in range(STEPS):
-        set_grads(params, t, skip=skip(t))
-        step_fn()
-        trajectory.append(torch.cat([p.detach().reshape(-1) for p in params]).clone())
-    return trajectory
+from cmrepro.optim import SGDCG, AdamCM
 
 
 def run_ours(variant, skip, **extra):
     cls, hyper = HYPER[variant]
     params = make_params()
-    opt = cls([dict(params=ps, **h, **extra) for ps, h in zip(_split(params), hyper)])
-    return _run(opt.step, params, skip), opt
+    opt = cls([dict(params=ps, **h, **extra) for ps, h in zip(split_groups(params), hyper)])
+    return run_trajectory(opt.step, params, skip), opt
 
 
 def run_oracle(variant, skip):
     _, hyper = HYPER[variant]
     params = make_params()
-    oracle = Oracle(variant, [dict(params=ps, **h) for ps, h in zip(_split(params), hyper)])
-    return _run(oracle.step, params, skip), oracle
-
-
-def _max_gap(a, b) -> float:
-    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+    oracle = Oracle(variant, [dict(params=ps, **h) for ps, h in zip(split_groups(params), hyper)])
+    return run_trajectory(oracle.step, params, skip), oracle
 
 
 @pytest.mark.parametrize("variant", sorted(HYPER))
@@ -95,7 +35,7 @@ def test_matches_oracle(variant, foreach, skip, mode):
     reference, oracle = run_oracle(variant, skip)
     # The buffers must have filled and then replaced elements, or the test proves little.
     assert oracle.replacements() > 20
-    assert _max_gap(ours, reference) < 1e-10
+    assert max_gap(ours, reference) < 1e-10
     # Parameters actually moved far beyond the tolerance.
     assert float((ours[-1] - ours[0]).abs().max()) > 1e-2
 
@@ -106,9 +46,9 @@ def test_foreach_and_single_tensor_paths_agree_in_float32(variant, mode):
     trajectories = []
     for foreach in (True, False):
         params = make_params(dtype=torch.float32)
-        opt = cls([dict(params=ps, **h, foreach=foreach) for ps, h in zip(_split(params), hyper)])
-        trajectories.append(_run(opt.step, params, never))
-    assert _max_gap(*trajectories) < 1e-5
+        opt = cls([dict(params=ps, **h, foreach=foreach) for ps, h in zip(split_groups(params), hyper)])
+        trajectories.append(run_trajectory(opt.step, params, never))
+    assert max_gap(*trajectories) < 1e-5
 
 
 def test_flat_path_is_used_in_lockstep_and_left_when_a_grad_is_missing():
@@ -156,7 +96,7 @@ def _fused_oracle(variant, skip):
     _, hyper = HYPER[variant]
     params = make_params(shapes=FUSED_SHAPES)
     oracle = Oracle(variant, [dict(params=params[i : i + 2], **hyper[0]) for i in range(0, len(params), 2)])
-    return _run(oracle.step, params, skip)
+    return run_trajectory(oracle.step, params, skip)
 
 
 def _late_and_skipping(t: int) -> set[int]:
@@ -167,7 +107,7 @@ def _late_and_skipping(t: int) -> set[int]:
 @pytest.mark.parametrize("skip", [never, _late_and_skipping], ids=["all-grads", "some-grads-none"])
 def test_fused_param_groups_match_the_oracle(variant, skip, mode):
     ours, opt = _fused_run(variant, skip, with_diagnostics=True)
-    assert _max_gap(ours, _fused_oracle(variant, skip)) < 1e-10
+    assert max_gap(ours, _fused_oracle(variant, skip)) < 1e-10
     buckets = {id(b): b for g in opt.param_groups for b in opt._group_buckets(g).values()}
     if skip is never:
         assert len(buckets) == 1 and next(iter(buckets.values())).fused is not None
@@ -212,7 +152,7 @@ def _run_on_cuda(variant, skip, foreach):
     """``run_ours`` with the parameters and optimizer on CUDA; gradients from the same CPU formula."""
     cls, hyper = HYPER[variant]
     params = [p.detach().cuda().requires_grad_() for p in make_params()]
-    opt = cls([dict(params=ps, **h, foreach=foreach) for ps, h in zip(_split(params), hyper)])
+    opt = cls([dict(params=ps, **h, foreach=foreach) for ps, h in zip(split_groups(params), hyper)])
     trajectory = []
     for t in range(STEPS):
         on_cpu = [p.detach().cpu() for p in params]
@@ -233,4 +173,4 @@ def test_matches_the_oracle_on_cuda(variant, foreach, skip):
     # The accelerator path: decisions stay device tensors, buckets are not chunked.
     reference, oracle = run_oracle(variant, skip)
     assert oracle.replacements() > 20
-    assert _max_gap(_run_on_cuda(variant, skip, foreach), reference) < 1e-10
+    assert max_gap(_run_on_cuda(variant, skip, foreach), reference) < 1e-10

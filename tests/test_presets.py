@@ -71,7 +71,7 @@ def test_a_dataset_file_holds_its_data_and_names_its_preset(name):
     """The values that are not the data's live in the preset, where a reader looks for them."""
     config = yaml.safe_load((DATASETS / f"{name}.yaml").read_text())
     assert set(config) == {"defaults", "dataset"}
-    assert config["defaults"] == [{"/preset": name}]
+    assert config["defaults"] == ["_self_", {"/preset": name}]
     assert not {"beta2", "weight_decay"} & set(config["dataset"])
     assert "dataset" not in yaml.safe_load((PRESETS / f"{name}.yaml").read_text())["defaults"][0]
 

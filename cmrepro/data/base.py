@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,16 @@ class DataError(Exception):
 def data_error(name: str, expected: str | os.PathLike, found: str, how: str) -> DataError:
     """``DataError("cifar10: expected <path>, found <found>; <how>")``."""
     return DataError(f"{name}: expected {expected}, found {found}; {how}")
+
+
+def prepare_command(name: str, root: Path, layout: str | None = None) -> str:
+    """The command that puts ``name`` into ``root``, its folder ``<paths.data_dir>/<layout>``
+    (``layout`` defaults to ``name``), for the "how to fix it" part of a DataError."""
+    parts = Path(layout or name).parts
+    command = f"run python -m cmrepro.data prepare {name}"
+    if len(root.parts) > len(parts) and root.parts[-len(parts) :] == parts:
+        return f"{command} --data-dir {root.parents[len(parts) - 1]}"
+    return f"{command} --data-dir DIR (it fills DIR/{'/'.join(parts)}; point dataset.data_dir there)"
 
 
 @dataclass

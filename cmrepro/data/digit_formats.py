@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import data_error
+from .base import data_error, prepare_command
 
 SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 NOTMNIST_URL = "http://yaroslavvb.com/upload/notMNIST/"
@@ -91,7 +91,7 @@ def read_idx_split(fmt: IdxFormat, root: Path, split: str) -> tuple[torch.Tensor
     """Images uint8 ``[N, 1, 28, 28]`` and labels int64 ``[N]`` of the ``train`` or ``test`` split."""
     image_stem, label_stem = IDX_FILES[split]
     expected = f"{root / fmt.torchvision_folder / 'raw'} holding {image_stem} and {label_stem} (or .gz)"
-    how = f"download the idx files from {fmt.url} (or with torchvision's {fmt.torchvision_folder}) into {root}"
+    how = f"{prepare_command(fmt.name, root, f'five_datasets/{fmt.name}')}, or put the idx files of {fmt.url} there"
     paths = [_find_idx(fmt, root, stem) for stem in (image_stem, label_stem)]
     if None in paths:
         found = "no such directory" if not root.exists() else f"no {image_stem if paths[0] is None else label_stem}"
@@ -116,7 +116,7 @@ def read_svhn_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]
     in the files) of ``<root>/<split>_32x32.mat``."""
     path = root / f"{split}_32x32.mat"
     expected = f"{path} (SVHN format 2, cropped digits)"
-    how = f"download {path.name} from {SVHN_URL} into {root}"
+    how = f"{prepare_command('svhn', root, 'five_datasets/svhn')}, or download {path.name} from {SVHN_URL} into {root}"
     if not path.is_file():
         raise data_error("svhn", expected, "no such file" if not path.exists() else "not a file", how)
     from scipy.io import loadmat  # the files are MATLAB v5 .mat files
@@ -140,6 +140,10 @@ def read_svhn_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]
 # ---------------------------------------------------------------- notMNIST
 
 
+def _notmnist_command(root: Path) -> str:
+    return prepare_command("notmnist", root, "five_datasets/notmnist")
+
+
 def notmnist_folder(root: Path) -> Path:
     """``<root>/notMNIST_small`` (as the archive extracts), or ``root`` itself if it holds the letters."""
     for folder in (root / "notMNIST_small", root / "notMNIST_large", root):
@@ -149,7 +153,7 @@ def notmnist_folder(root: Path) -> Path:
     found = "no such directory" if not root.exists() else "no folders A-J"
     if archives:
         found += f" ({', '.join(archives)} is there: extract it)"
-    how = f"download notMNIST_small.tar.gz from {NOTMNIST_URL} and extract it into {root}"
+    how = f"{_notmnist_command(root)}, or extract notMNIST_small.tar.gz of {NOTMNIST_URL} into {root}"
     raise data_error(
         "notmnist", f"{root / 'notMNIST_small'} holding one folder of PNG images per letter A-J", found, how
     )
@@ -183,7 +187,7 @@ def read_notmnist(root: Path) -> tuple[torch.Tensor, torch.Tensor, int]:
             images.append(pixels)
             labels.append(label)
     if not images:
-        how = f"extract notMNIST_small.tar.gz from {NOTMNIST_URL} into {root}"
+        how = f"{_notmnist_command(root)}, or extract notMNIST_small.tar.gz of {NOTMNIST_URL} into {root}"
         raise data_error("notmnist", f"PNG images in {folder}/A-J", f"none readable ({skipped} skipped)", how)
     stacked = torch.from_numpy(np.stack(images)).unsqueeze(1)
     return stacked, torch.tensor(labels, dtype=torch.int64), skipped

@@ -56,7 +56,7 @@ def check_file(path: Path, remote: Remote, say: Say) -> None:
     print the actual SHA-256 so the user can compare it with a trusted one."""
     size = path.stat().st_size
     if remote.size is not None and size != remote.size:
-        raise FetchError(f"{path}: size {size} bytes, expected {remote.size}; delete it and prepare again")
+        raise FetchError(f"{path}: size {size} bytes, expected {remote.size} (incomplete or a different file)")
     for algorithm in ("sha256", "md5"):
         expected = getattr(remote, algorithm)
         if expected is not None:
@@ -110,6 +110,8 @@ def _fetch_with_retries(url: str, part: Path, quiet: bool, timeout: float) -> st
             return None
         except (OSError, ValueError, http.client.HTTPException) as error:  # URLError, timeouts, cut connections
             problem = f"{url}: {type(error).__name__}: {getattr(error, 'reason', error)}"
+            if isinstance(error, urllib.error.HTTPError) and error.code < 500:
+                break  # the server refuses (404, 403): asking again will not help
             if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
                 break  # no connection at all: retrying at once will not help
     return problem
@@ -141,7 +143,9 @@ def download(remote: Remote, folder: Path, say: Say, quiet: bool, timeout: float
             continue
         os.replace(part, final)
         return final
-    raise FetchError(f"{remote.filename}: could not download ({'; '.join(problems)}); check the network or use --from-archive")
+    raise FetchError(
+        f"{remote.filename}: could not download ({'; '.join(problems)}); check the network or use --from-archive"
+    )
 
 
 def unpack(archive: Path, kind: str, into: Path, quiet: bool) -> None:
@@ -163,7 +167,10 @@ def unpack(archive: Path, kind: str, into: Path, quiet: bool) -> None:
                     bar.update(1)
         return
     if kind == "zip":
-        with zipfile.ZipFile(archive) as zipped, _bar(len(zipped.infolist()), archive.name, quiet, "file") as bar:
+        with (
+            zipfile.ZipFile(archive) as zipped,
+            _bar(len(zipped.infolist()), f"extract {archive.name}", quiet, "file") as bar,
+        ):
             for info in zipped.infolist():
                 zipped.extract(info, into)  # zipfile drops "..", absolute parts
                 bar.update(1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .base import DataBundle, SameEveryEpoch, data_error
+from .base import DataBundle, SameEveryEpoch, data_error, prepare_command
 from .settings import PtbSettings
 
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
@@ -18,7 +18,8 @@ UNK = "<unk>"
 
 
 def _ptb_how(root: Path) -> str:
-    return f"download {PTB_URL} and copy its data/ptb.train.txt, ptb.valid.txt and ptb.test.txt into {root}"
+    hand = f"or copy data/ptb.train.txt, ptb.valid.txt and ptb.test.txt of {PTB_URL} into {root}"
+    return f"{prepare_command('ptb', root)}, {hand}"
 
 
 def check_ptb_files(root: Path) -> dict[str, Path]:

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import data_error
+from .base import data_error, prepare_command
 
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 FOLDER = "tiny-imagenet-200"
 
 
 def _how(root: Path) -> str:
-    return f"download {TINY_IMAGENET_URL} and unzip it into {root}"
+    return f"{prepare_command('tinyimagenet', root)}, or unzip {TINY_IMAGENET_URL} into {root}"
 
 
 def tiny_imagenet_folder(root: Path) -> Path:

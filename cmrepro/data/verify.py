@@ -108,6 +108,8 @@ def verify(name: str, data_dir: Path, expected: Mapping[str, int] | None = None)
     try:
         counts = COUNTERS[name](folder)
     except DataError as error:
+        if fix_command(name) in str(error):  # the readers name it
+            raise
         raise DataError(f"{error}; or run: {fix_command(name)} --data-dir {data_dir}") from None
     wrong = {key: (counts.get(key), value) for key, value in (expected or {}).items() if counts.get(key) != value}
     if wrong:

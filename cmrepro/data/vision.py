@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DataBundle, DataError, ShuffledTrainLoader, data_error, eval_loader
+from .base import DataBundle, DataError, ShuffledTrainLoader, data_error, eval_loader, prepare_command
 from .settings import CifarSettings, ImageNetSettings
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -77,8 +77,8 @@ CIFAR_FORMATS = {fmt.name: fmt for fmt in (CIFAR10, CIFAR100)}
 # ---------------------------------------------------------------- CIFAR files
 
 
-def _cifar_how(root: Path) -> str:
-    return f"set dataset.download=true or download the python version from {CIFAR_URL} and extract it into {root}"
+def _cifar_how(fmt: CifarFormat, root: Path) -> str:
+    return f"{prepare_command(fmt.name, root)} (or set dataset.download=true)"
 
 
 def _cifar_expected(fmt: CifarFormat, root: Path) -> str:
@@ -88,7 +88,7 @@ def _cifar_expected(fmt: CifarFormat, root: Path) -> str:
 def check_cifar_files(fmt: CifarFormat, root: Path) -> Path:
     """The CIFAR folder under ``root`` if it holds every file of the dataset, else DataError."""
     folder = root / fmt.folder
-    expected, how = _cifar_expected(fmt, root), _cifar_how(root)
+    expected, how = _cifar_expected(fmt, root), _cifar_how(fmt, root)
     if not folder.exists():
         archives = sorted(p.name for p in root.glob("cifar-*.tar.gz")) if root.is_dir() else []
         found = "no such directory" + (f" ({', '.join(archives)} is there: extract it)" if archives else "")
@@ -128,10 +128,10 @@ def read_cifar_pickle(fmt: CifarFormat, path: Path, root: Path) -> dict[str, Any
             content = pickle.load(handle, encoding="latin1")
     except Exception as exc:  # truncated or garbage files fail in many ways
         found = f"an unreadable pickle {path.name} ({type(exc).__name__}: {exc})"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root)) from exc
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root)) from exc
     if not isinstance(content, dict):
         found = f"{path.name} holding a {type(content).__name__}, not a dict"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root))
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root))
     return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in content.items()}
 
 
@@ -140,7 +140,7 @@ def read_cifar_batch(fmt: CifarFormat, path: Path, root: Path) -> tuple[torch.Te
     content = read_cifar_pickle(fmt, path, root)
 
     def malformed(what: str) -> DataError:
-        return data_error(fmt.name, _cifar_expected(fmt, root), f"{path.name} with {what}", _cifar_how(root))
+        return data_error(fmt.name, _cifar_expected(fmt, root), f"{path.name} with {what}", _cifar_how(fmt, root))
 
     if "data" not in content or fmt.label_key not in content:
         raise malformed(f"keys {sorted(content)} instead of data and {fmt.label_key}")
@@ -172,7 +172,7 @@ def check_cifar_meta(fmt: CifarFormat, folder: Path, root: Path) -> None:
     if names is None or len(names) != fmt.num_classes:
         count = "no" if names is None else len(names)
         found = f"{fmt.meta_file} with {count} {fmt.label_names_key} instead of {fmt.num_classes}"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root))
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root))
 
 
 # ---------------------------------------------------------------- CIFAR datasets
@@ -239,7 +239,7 @@ def build_cifar(cfg: Mapping, seed: int) -> DataBundle:
     images, labels = read_cifar_split(fmt, folder, fmt.train_files, root)
     if settings.val_size >= len(labels):
         found = f"{len(labels)} training images, not more than dataset.val_size={settings.val_size}"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(root))
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root))
     train_idx, val_idx = split_indices(len(labels), settings.val_size, settings.split_seed)
 
     def dataset(idx: torch.Tensor, aug: bool) -> NormalisedImages:
@@ -264,13 +264,18 @@ def build_cifar(cfg: Mapping, seed: int) -> DataBundle:
 # ---------------------------------------------------------------- ImageNet
 
 
+def _imagenet_how(root: Path) -> str:
+    archives = "ILSVRC2012_img_train.tar ILSVRC2012_img_val.tar ILSVRC2012_devkit_t12.tar.gz"
+    return f"{prepare_command('imagenet', root)} --from {archives} (the archives of {IMAGENET_URL})"
+
+
 def _class_folders(split: Path) -> list[str]:
     return sorted(entry.name for entry in split.iterdir() if entry.is_dir())
 
 
 def check_imagenet_folders(root: Path) -> list[str]:
     """The class names shared by ``root/train`` and ``root/val``, else DataError."""
-    how = f"prepare train/ and val/ class folders (validation images sorted by class) from {IMAGENET_URL}"
+    how = _imagenet_how(root)
     for split in ("train", "val"):
         path = root / split
         if not path.is_dir():
@@ -319,7 +324,7 @@ def build_imagenet(cfg: Mapping, seed: int) -> DataBundle:
     root, loader = settings.root, settings.loader
     classes = check_imagenet_folders(root)
     train_tf, eval_tf = imagenet_transforms(settings.image_size, settings.resize, augment=settings.augment)
-    how = f"prepare train/ and val/ class folders from {IMAGENET_URL}"
+    how = _imagenet_how(root)
     train_set = _image_folder(root / "train", train_tf, how)
     val_set = _image_folder(root / "val", eval_tf, how)
     return DataBundle(
