@@ -35,7 +35,8 @@ SAM_STEP_FACTOR = 2  # SAM's ascent pass doubles the forward-backward work of a 
 
 
 def epochs_of(dataset: str) -> int:
-    return OmegaConf.load(ROOT / "conf" / "dataset" / f"{dataset}.yaml").trainer.epochs
+    """The paper's epochs for ``dataset``: its preset (conf/preset/, chosen by the dataset's config)."""
+    return OmegaConf.load(ROOT / "conf" / "preset" / f"{dataset}.yaml").trainer.epochs
 
 
 def dataset_and_optimizer(experiment: str) -> tuple[str, str]:

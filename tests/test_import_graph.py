@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cmrepro", "cmrepro.validation", "cmrepro.paper_names", "cmrepro.paper_data", "cmrepro.run_files",
      "cmrepro.seeds", "cmrepro.cli"),
     ("cmrepro.optim", "cmrepro.models", "cmrepro.data"),
-    ("cmrepro.metrics", "cmrepro.weight_decay"),
+    ("cmrepro.metrics",),
     ("cmrepro.training", "cmrepro.toy", "cmrepro.report"),
     ("cmrepro.train", "cmrepro.reproduce"),
 )  # fmt: skip
