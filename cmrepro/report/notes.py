@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ..paper_names import PAPER_NAME_OF_OPTIMIZER
 from ..optim.weight_decay import weight_decay_form
+from ..paper_names import PAPER_NAME_OF_OPTIMIZER
 
 CONF_OPTIMIZERS = Path(__file__).resolve().parents[2] / "conf" / "optimizer"
 TABLE2_OPTIMIZERS = ("adam", "adam_cg", "adam_sam", "adam_cm", "adam_sam_cm")

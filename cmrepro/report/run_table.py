@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..run_files import METRICS, RESULT, RunFileError, read_jsonl
 from ..optim.weight_decay import weight_decay_form
+from ..run_files import METRICS, RESULT, RunFileError, read_jsonl
 
 # The hyperparameters a setting is made of; a run's setting is these, its seed aside.
 HYPERPARAMETERS = ("lr", "beta1", "beta2", "momentum", "topC", "decay", "rho", "gamma", "heavy_ball", "batch_size")
