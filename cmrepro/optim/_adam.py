@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ._base import CriticalOptimizer, RuleState
@@ -9,7 +10,45 @@ from ._validation import check_betas, check_critical, check_non_negative
 
 
 class CriticalAdam(CriticalOptimizer):
-    """What Adam+CM and Adam+CG share: hyperparameters and moments."""
+    """What Adam+CM and Adam+CG share: the constructor, hyperparameters and moments.
+
+    A subclass sets its official defaults as class attributes: :attr:`default_topC`
+    and :attr:`decoupled_weight_decay`; ``None`` for either argument takes them.
+    """
+
+    #: The buffer capacity ``C`` when ``topC`` is not given (the official package's default).
+    default_topC: int = 5
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decay: float = 0.7,
+        topC: int | None = None,
+        *,
+        foreach: bool = True,
+        buffer_dtype: torch.dtype | None = None,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            decay=decay,
+            topC=self.default_topC if topC is None else topC,
+            foreach=foreach,
+            buffer_dtype=buffer_dtype,
+            fused=fused,
+            decoupled_weight_decay=(
+                type(self).decoupled_weight_decay if decoupled_weight_decay is None else decoupled_weight_decay
+            ),
+        )
+        super().__init__(params, defaults)
 
     def _check_group(self, group: dict) -> None:
         check_critical(group["lr"], group["weight_decay"], group["decay"], group["topC"])

@@ -2,7 +2,9 @@
 
 It owns what every variant shares: state creation in flat buckets, the
 priority key, the choice between the multi-tensor and the per-parameter path,
-weight decay, the key decay, ``state_dict`` round trips and diagnostics. A
+weight decay, the key decay and ``state_dict`` round trips; small groups
+packed into one bucket (:mod:`.group_packing`) and the buffer statistics
+(:mod:`.diagnostics`) come from mixins of their own. A
 variant only writes its update rule, :meth:`CriticalOptimizer.direction`, once:
 it receives either one parameter's views or a whole bucket's flat tensors and
 cannot tell which.
@@ -11,42 +13,24 @@ cannot tell which.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import chain
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._state import BUFFER_ENTRIES, FlatBucket, bucket_key
-from .buffer import CriticalBuffer, buffer_gram, buffer_statistics, priority_key
+from ._state import BUFFER_ENTRIES, FlatBucket, bucket_key, key_dtype
+from .buffer import CriticalBuffer, priority_key
+from .diagnostics import BufferDiagnostics
 from .flat_grads import flat_grads, flat_params
 from .fused import check_fused, fused_step, hyper_tensor
 from .fused_rules import rule_for
-
-# Only groups up to this size are fused: for them the per-group overhead of a
-# step dominates; larger groups keep the one-slot write of their own bucket.
-FUSE_MAX_ELEMENTS = 1 << 16
+from .group_packing import GroupPacking
+from .rule_state import RuleState
 
 
-@dataclass
-class RuleState:
-    """What an update rule sees: counters, moments and the critical buffer."""
-
-    step: Tensor  # float32 step counter(s), already incremented for this step
-    moments: dict[str, Tensor]
-    buffer: CriticalBuffer
-    # Values that depend on the step only (bias corrections), computed once
-    # per step and shared by the chunks of a bucket.
-    memo: dict = field(default_factory=dict)
-
-    @property
-    def t(self) -> Tensor:
-        """This step's number ``t`` (1 on the first step), as a 0-d tensor."""
-        return self.step.reshape(-1)[0]
-
-
-class CriticalOptimizer(Optimizer):
+class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
     """A ``torch.optim.Optimizer`` with a critical buffer per parameter.
 
     Subclasses set :attr:`decoupled_weight_decay` (their default form) and
@@ -109,7 +93,7 @@ class CriticalOptimizer(Optimizer):
         for p in params:
             if p.grad.is_sparse:
                 raise ValueError(f"invalid grad: sparse gradients are not supported by {type(self).__name__}")
-        key = priority_key([p.grad for p in params], _key_dtype(group))
+        key = priority_key([p.grad for p in params], key_dtype(group))
         for bucket, stepping, new in self._buckets_for(group, params):
             bucket_key_value = key.to(bucket.device, non_blocking=True)
             if len(stepping) < len(bucket.params):
@@ -191,97 +175,6 @@ class CriticalOptimizer(Optimizer):
     def _decoupled(self, group: dict) -> bool:
         return group.get("decoupled_weight_decay", self.decoupled_weight_decay)
 
-    # ---- many small param groups as one bucket ---------------------------------------------
-    # An optimizer with many param groups of equal hyperparameters (say, one
-    # group per independent run of a toy problem) would spend most of a step in
-    # per-group Python overhead. Such groups are packed into one bucket whose
-    # rows keep their own keys, counts and decisions; each group still gets
-    # its own priority key (the sum over *its* parameters' gradient norms).
-    # ("Fused" here means packed groups, an eager path; the compiled step of a
-    # group with fused=True is _step_bucket_fused, and such groups are never packed.)
-
-    def _fused_sets(self) -> list[tuple[list[dict], FlatBucket]]:
-        """Groups to step as one bucket, packing them on first use."""
-        by_signature: dict[tuple, list[dict]] = {}
-        for group in self.param_groups:
-            signature = self._fusion_signature(group)
-            if signature is not None:
-                by_signature.setdefault(signature, []).append(group)
-        sets = []
-        for groups in by_signature.values():
-            buckets = {id(b): b for g in groups for b in self._group_buckets(g).values()}
-            if len(buckets) == 1 and next(iter(buckets.values())).fused == tuple(map(id, groups)):
-                sets.append((groups, next(iter(buckets.values()))))
-            elif len(groups) > 1 and all(b.fused is None for b in buckets.values()):
-                sets.append((groups, self._fuse(groups)))
-        return sets
-
-    def _fusion_signature(self, group: dict) -> tuple | None:
-        """Hyperparameters, device, dtype and step of a group that can join a fused bucket, else None."""
-        params = group["params"]
-        # Cheapest checks first: this runs for every group on every step.
-        if not group["foreach"] or group["fused"] or not params or sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
-            return None  # large groups run large kernels already; per-coordinate gathers would only cost
-        if any(p.grad is None or p.grad.is_sparse for p in params):
-            return None
-        buckets = list(self._group_buckets(group).values())
-        if len(buckets) != 1 or not all(self.state.get(p) for p in params):
-            return None
-        bucket = buckets[0]
-        if bucket.fused is None and not (bucket.flattenable and len(bucket.params) == len(params)):
-            return None
-        signature = (self._hyper_signature(group), *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
-        try:
-            hash(signature)
-        except TypeError:  # a group value we cannot compare (say, a nested list): keep the group on its own
-            return None
-        return signature
-
-    def _hyper_signature(self, group: dict) -> tuple:
-        """The group's hyperparameters as a sorted tuple, rebuilt only when one of them changes.
-
-        Sorting and converting every group's values on every step was most of
-        the per-group cost of a step over hundreds of small groups (the toys).
-        """
-        values = [value for key, value in group.items() if key != "params"]
-        memo = self.__dict__.setdefault("_hyper_memo", {}).get(id(group))
-        if memo is not None and memo[0] is group and memo[1] == values:
-            return memo[2]
-        hyper = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"))
-        self._hyper_memo[id(group)] = (group, values, hyper)
-        return hyper
-
-    def _fuse(self, groups: list[dict]) -> FlatBucket:
-        params = [p for g in groups for p in g["params"]]
-        steps = [b.host_steps[b.index(p)] for g in groups for b in self._group_buckets(g).values() for p in g["params"]]
-        bucket = self._pack(groups[0], params, steps)
-        rows = [i for i, g in enumerate(groups) for _ in g["params"]]
-        bucket.fuse(tuple(map(id, groups)), rows)
-        for group in groups:
-            self._group_buckets(group).clear()
-            self._group_buckets(group)[bucket_key(params[0])] = bucket
-        return bucket
-
-    def _step_fused(self, groups: list[dict], bucket: FlatBucket) -> None:
-        """One step of every group of a fused bucket: per-row decisions, one set of kernels."""
-        group = groups[0]  # every group has these hyperparameters
-        grads = [p.grad for p in bucket.params]
-        dtype = _key_dtype(group)
-        norms = torch.stack([n.to(dtype) for n in torch._foreach_norm(grads)])
-        group_keys = torch.zeros(len(groups), dtype=dtype, device=bucket.device).index_add_(
-            0, bucket.group_of_row, norms
-        )
-        keys = group_keys[bucket.group_of_row]
-        buffer = bucket.critical_buffer()
-        buffer.rows = bucket.row_of_element
-        self._begin(bucket.step, buffer, keys)
-        flat = [p.view(-1) for p in bucket.params]
-        grad = torch.cat([g.reshape(-1) for g in grads])
-        theta = torch.cat(flat) if self._needs_theta(group) else None
-        self._move(group, RuleState(bucket.step, bucket.moments, buffer), flat, grad, theta, first=False)
-        self._finish(group, buffer, keys)
-        bucket.count_step()
-
     # ---- state creation ---------------------------------------------------------------
     def _buckets_for(self, group: dict, params: list[Tensor]) -> Iterator[tuple[FlatBucket, list[Tensor], set[int]]]:
         """Yield ``(bucket, its stepping params, ids of those stepping for the first time)``.
@@ -318,7 +211,7 @@ class CriticalOptimizer(Optimizer):
             self.moment_names(group),
             group["topC"],
             group["buffer_dtype"] or params[0].dtype,
-            _key_dtype(group),
+            key_dtype(group),
         )
         for i, p in enumerate(params):
             if i < len(host_steps):
@@ -388,56 +281,7 @@ class CriticalOptimizer(Optimizer):
     def _check_group(self, group: dict) -> None:
         """Validate one group's hyperparameters (called for every group)."""
 
-    # ---- diagnostics ------------------------------------------------------------------
-    @torch.no_grad()
-    def diagnostics(self) -> dict[str, Tensor]:
-        """Buffer statistics of Figure 8, as 0-d tensors on the device.
-
-        - ``buffer_variance``: per coordinate, the variance across the stored
-          elements (divided by their number ``n``), averaged over coordinates;
-        - ``buffer_cosine``: mean cosine similarity between the stored element
-          of highest norm and each other stored element, where an element is
-          one slot taken across all parameters of a param group;
-        - ``buffer_size``: number of stored elements (mean over parameters);
-        - ``insertions``: elements inserted since the previous call (mean over
-          parameters); reading resets it.
-
-        Several param groups make separate decisions, so their slots do not
-        line up: statistics are computed per group and averaged, weighted by
-        the group's number of coordinates. Empty when no state exists yet.
-        Never called by ``step()``: it costs one ``C x C`` Gram matrix per bucket.
-        """
-        if any(b.fused is not None for g in self.param_groups for b in self._group_buckets(g).values()):
-            self._rebuild_buckets()  # statistics are per group; the next step fuses again
-        per_group, weights = [], []
-        sizes, inserted = [], []
-        for group in self.param_groups:
-            buckets = list(self._group_buckets(group).values())
-            gram = buffer_gram([b.critical_buffer() for b in buckets])
-            if gram is None:
-                continue
-            per_group.append(buffer_statistics(gram))
-            weights.append(gram.numel)
-            device = gram.gram.device
-            sizes += [b.count.to(device, torch.float64) for b in buckets]
-            inserted += [b.insertions.to(device, torch.float64) for b in buckets]
-            for b in buckets:
-                b.insertions.zero_()
-        if not per_group:
-            return {}
-        device = per_group[0]["buffer_variance"].device
-        w = torch.tensor(weights, dtype=torch.float64, device=device) / sum(weights)
-        stats = {name: (torch.stack([s[name].to(device) for s in per_group]) * w).sum() for name in per_group[0]}
-        stats["buffer_size"] = torch.cat([s.to(device) for s in sizes]).mean()
-        stats["insertions"] = torch.cat([s.to(device) for s in inserted]).mean()
-        return stats
-
 
 def _pieces(flat: Tensor, params: list[Tensor]) -> list[Tensor] | tuple[Tensor, ...]:
     """Split an update over a chunk into the chunk's parameter pieces."""
     return [flat] if len(params) == 1 else flat.split([q.numel() for q in params])
-
-
-def _key_dtype(group: dict) -> torch.dtype:
-    """float64 keys for float64 groups (exact oracles), else float32."""
-    return torch.float64 if any(p.dtype == torch.float64 for p in group["params"]) else torch.float32

@@ -244,3 +244,8 @@ class FlatBucket:
 
 def bucket_key(param: Tensor) -> tuple[torch.device, torch.dtype]:
     return param.device, param.dtype
+
+
+def key_dtype(group: dict) -> torch.dtype:
+    """float64 keys for float64 groups (exact oracles), else float32."""
+    return torch.float64 if any(p.dtype == torch.float64 for p in group["params"]) else torch.float32

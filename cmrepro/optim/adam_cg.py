@@ -15,7 +15,6 @@ As the official ``Adam_C`` does:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ._adam import CriticalAdam, adam_update
@@ -23,37 +22,12 @@ from ._base import RuleState
 
 
 class AdamCG(CriticalAdam):
-    """Adam+CG. Arguments as :class:`~cmrepro.optim.AdamCM`; ``weight_decay`` is L2 unless
-    ``decoupled_weight_decay`` (as in ``torch.optim.Adam``)."""
+    """Adam+CG. Arguments as :class:`~cmrepro.optim.AdamCM` (the constructor is
+    :class:`~cmrepro.optim._adam.CriticalAdam`'s), with the official ``Adam_C``'s defaults:
+    ``topC=10``, and ``weight_decay`` as L2 unless ``decoupled_weight_decay`` (as in
+    ``torch.optim.Adam``)."""
 
-    def __init__(
-        self,
-        params,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        decay: float = 0.7,
-        topC: int = 10,
-        *,
-        foreach: bool = True,
-        buffer_dtype: torch.dtype | None = None,
-        fused: bool | None = None,
-        decoupled_weight_decay: bool = False,
-    ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            decay=decay,
-            topC=topC,
-            foreach=foreach,
-            buffer_dtype=buffer_dtype,
-            fused=fused,
-            decoupled_weight_decay=decoupled_weight_decay,
-        )
-        super().__init__(params, defaults)
+    default_topC = 10
 
     def direction(self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool):
         buffer = state.buffer

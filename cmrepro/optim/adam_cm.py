@@ -17,7 +17,6 @@ from the paper's equations):
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ._adam import CriticalAdam, adam_update
@@ -34,7 +33,7 @@ class AdamCM(CriticalAdam):
         eps: added to the denominator.
         weight_decay: decoupled weight decay (L2 when ``decoupled_weight_decay`` is false).
         decay: priority-key decay ``lambda`` per step, in ``[0, 1]``.
-        topC: buffer capacity ``C``.
+        topC: buffer capacity ``C`` (default 5).
         foreach: use the multi-tensor (flat) path where it applies.
         buffer_dtype: dtype of the stored momenta (e.g. ``torch.bfloat16``);
             ``None`` keeps the parameter's dtype.
@@ -44,35 +43,7 @@ class AdamCM(CriticalAdam):
     """
 
     decoupled_weight_decay = True
-
-    def __init__(
-        self,
-        params,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        decay: float = 0.7,
-        topC: int = 5,
-        *,
-        foreach: bool = True,
-        buffer_dtype: torch.dtype | None = None,
-        fused: bool | None = None,
-        decoupled_weight_decay: bool = True,
-    ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            decay=decay,
-            topC=topC,
-            foreach=foreach,
-            buffer_dtype=buffer_dtype,
-            fused=fused,
-            decoupled_weight_decay=decoupled_weight_decay,
-        )
-        super().__init__(params, defaults)
+    default_topC = 5
 
     def direction(self, group: dict, state: RuleState, grad: Tensor, theta: Tensor | None, first: bool):
         buffer = state.buffer
