@@ -40,7 +40,9 @@ def test_the_experiment_is_adams_best_cifar10_setting_with_meg(tmp_path):
 
 
 def test_make_reproduce_meg_runs_the_appendix_table_over_five_seeds():
-    dry = subprocess.run(["make", "-n", "reproduce-meg", "SCALE=smoke"], cwd=ROOT, capture_output=True, text=True)
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "reproduce-meg", "SCALE=smoke"], cwd=ROOT, capture_output=True, text=True
+    )
     assert dry.returncode == 0 and "-m cmrepro.reproduce --scale smoke" in dry.stdout
     assert dry.stdout.split()[-1] == "appendix"
     args = argparse.Namespace(table="appendix", grid=False, scale="smoke", launcher="local", jobs=2, overrides=[])
