@@ -9,6 +9,7 @@ optimizers to its trajectories.
 from __future__ import annotations
 
 import math
+from functools import partialmethod
 
 import torch
 
@@ -72,30 +73,31 @@ class Oracle:
             "momentum_buffer": None,
         }
 
-    def _adam_cm(self, p, group, key) -> None:
+    def _adam_cm(self, p, group, key, coupled: bool = False) -> None:
         beta1, beta2 = group["betas"]
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        g = p.grad + wd * p if coupled and wd else p.grad
         first = id(p) not in self.state
         if first:
             self.state[id(p)] = s = self._new_state(p, group)
-            s["buf"].offer(p.grad, key)  # the raw gradient, not a momentum
+            s["buf"].offer(g, key)  # the raw gradient, not a momentum
             aggr = torch.zeros_like(p)  # m is not updated: zero direction
         else:
             s = self.state[id(p)]
-            s["m"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
+            s["m"].mul_(beta1).add_(g, alpha=1 - beta1)
             aggr = s["m"] + s["buf"].mean()
             s["buf"].offer(s["m"], key)
             s["v"].mul_(beta2).addcmul_(aggr, aggr, value=1 - beta2)
         s["t"] += 1
         s["buf"].decay(group["decay"])
-        if wd:
+        if wd and not coupled:
             p.mul_(1 - lr * wd)
         if not first:
             t = s["t"]
             denom = s["v"].sqrt() / math.sqrt(1 - beta2**t) + eps
             p.add_(-(lr / (1 - beta1**t)) * aggr / denom)
 
-    def _adam_cg(self, p, group, key) -> None:
+    def _adam_cg(self, p, group, key, decoupled: bool = False) -> None:
         beta1, beta2 = group["betas"]
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         if id(p) not in self.state:
@@ -106,19 +108,21 @@ class Oracle:
             s = self.state[id(p)]
             d = p.grad + s["buf"].mean()
             s["buf"].offer(p.grad, key)
-        if wd:
+        if wd and not decoupled:
             d = d + wd * p
         s["t"] += 1
         s["m"].mul_(beta1).add_(d, alpha=1 - beta1)
         s["v"].mul_(beta2).addcmul_(d, d, value=1 - beta2)
         s["buf"].decay(group["decay"])
+        if wd and decoupled:
+            p.mul_(1 - lr * wd)
         t = s["t"]
         denom = s["v"].sqrt() / math.sqrt(1 - beta2**t) + eps
         p.add_(-(lr / (1 - beta1**t)) * s["m"] / denom)
 
-    def _sgd_cg(self, p, group, key) -> None:
+    def _sgd_cg(self, p, group, key, decoupled: bool = False) -> None:
         lr, wd = group["lr"], group["weight_decay"]
-        d = p.grad + wd * p if wd else p.grad.clone()
+        d = p.grad + wd * p if wd and not decoupled else p.grad.clone()
         if id(p) not in self.state:
             self.state[id(p)] = s = self._new_state(p, group)
             s["buf"].offer(d, key)
@@ -137,22 +141,25 @@ class Oracle:
                 s["momentum_buffer"].mul_(momentum).add_(d, alpha=1 - group["dampening"])
             d = s["momentum_buffer"]
         s["t"] += 1
+        if wd and decoupled:
+            p.mul_(1 - lr * wd)
         p.add_(d, alpha=-lr)
 
-    def _sgd_cm(self, p, group, key) -> None:
+    def _sgd_cm(self, p, group, key, coupled: bool = False) -> None:
         lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
+        g = p.grad + wd * p if coupled and wd else p.grad
         first = id(p) not in self.state
         if first:
             self.state[id(p)] = s = self._new_state(p, group)
-            s["buf"].offer(p.grad, key)
+            s["buf"].offer(g, key)
         else:
             s = self.state[id(p)]
-            s["m"].mul_(beta).add_(p.grad, alpha=1 - beta)
+            s["m"].mul_(beta).add_(g, alpha=1 - beta)
             aggr = s["m"] + s["buf"].mean()
             s["buf"].offer(s["m"], key)
         s["t"] += 1
         s["buf"].decay(group["decay"])
-        if wd:
+        if wd and not coupled:
             p.mul_(1 - lr * wd)
         if not first:
             p.add_(aggr, alpha=-lr)
@@ -167,86 +174,7 @@ class Oracle:
     # of ``g`` everywhere, also in the buffer on the first step). The key stays the raw
     # gradient's, as in every variant.
 
-    def _adam_cg_decoupled(self, p, group, key) -> None:
-        beta1, beta2 = group["betas"]
-        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-        if id(p) not in self.state:
-            self.state[id(p)] = s = self._new_state(p, group)
-            s["buf"].offer(p.grad, key)
-            d = p.grad.clone()
-        else:
-            s = self.state[id(p)]
-            d = p.grad + s["buf"].mean()
-            s["buf"].offer(p.grad, key)
-        s["t"] += 1
-        s["m"].mul_(beta1).add_(d, alpha=1 - beta1)
-        s["v"].mul_(beta2).addcmul_(d, d, value=1 - beta2)
-        s["buf"].decay(group["decay"])
-        if wd:
-            p.mul_(1 - lr * wd)
-        t = s["t"]
-        denom = s["v"].sqrt() / math.sqrt(1 - beta2**t) + eps
-        p.add_(-(lr / (1 - beta1**t)) * s["m"] / denom)
-
-    def _sgd_cg_decoupled(self, p, group, key) -> None:
-        lr, wd = group["lr"], group["weight_decay"]
-        d = p.grad.clone()
-        if id(p) not in self.state:
-            self.state[id(p)] = s = self._new_state(p, group)
-            s["buf"].offer(d, key)
-        else:
-            s = self.state[id(p)]
-            aggr = d + s["buf"].mean()
-            s["buf"].offer(d, key)
-            d = aggr
-        if group["decay"] != 0:
-            s["buf"].decay(group["decay"])
-        momentum = group["momentum"]
-        if momentum:
-            if s["momentum_buffer"] is None:
-                s["momentum_buffer"] = d.clone()
-            else:
-                s["momentum_buffer"].mul_(momentum).add_(d, alpha=1 - group["dampening"])
-            d = s["momentum_buffer"]
-        s["t"] += 1
-        if wd:
-            p.mul_(1 - lr * wd)
-        p.add_(d, alpha=-lr)
-
-    def _adam_cm_coupled(self, p, group, key) -> None:
-        beta1, beta2 = group["betas"]
-        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-        g = p.grad + wd * p if wd else p.grad.clone()
-        first = id(p) not in self.state
-        if first:
-            self.state[id(p)] = s = self._new_state(p, group)
-            s["buf"].offer(g, key)
-        else:
-            s = self.state[id(p)]
-            s["m"].mul_(beta1).add_(g, alpha=1 - beta1)
-            aggr = s["m"] + s["buf"].mean()
-            s["buf"].offer(s["m"], key)
-            s["v"].mul_(beta2).addcmul_(aggr, aggr, value=1 - beta2)
-        s["t"] += 1
-        s["buf"].decay(group["decay"])
-        if not first:
-            t = s["t"]
-            denom = s["v"].sqrt() / math.sqrt(1 - beta2**t) + eps
-            p.add_(-(lr / (1 - beta1**t)) * aggr / denom)
-
-    def _sgd_cm_coupled(self, p, group, key) -> None:
-        lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
-        g = p.grad + wd * p if wd else p.grad.clone()
-        first = id(p) not in self.state
-        if first:
-            self.state[id(p)] = s = self._new_state(p, group)
-            s["buf"].offer(g, key)
-        else:
-            s = self.state[id(p)]
-            s["m"].mul_(beta).add_(g, alpha=1 - beta)
-            aggr = s["m"] + s["buf"].mean()
-            s["buf"].offer(s["m"], key)
-        s["t"] += 1
-        s["buf"].decay(group["decay"])
-        if not first:
-            p.add_(aggr, alpha=-lr)
+    _adam_cg_decoupled = partialmethod(_adam_cg, decoupled=True)
+    _sgd_cg_decoupled = partialmethod(_sgd_cg, decoupled=True)
+    _adam_cm_coupled = partialmethod(_adam_cm, coupled=True)
+    _sgd_cm_coupled = partialmethod(_sgd_cm, coupled=True)

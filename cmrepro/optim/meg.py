@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from ._validation import check_positive, check_unit_interval
-from .sam import frozen_batchnorm_statistics
+from .sam import frozen_batchnorm_statistics, missing_closure
 
 # The top-level state_dict entry holding w_{t-1} per parameter index (heavy_ball > 0 only).
 PREVIOUS_KEY = "meg_previous"
@@ -102,10 +102,7 @@ class MEG(Optimizer):
         Returns the loss at the extrapolated point.
         """
         if closure is None:
-            raise ValueError(
-                "MEG.step() needs a closure: it must re-evaluate the loss at the extrapolated "
-                "parameters and call backward(), e.g. optimizer.step(lambda: loss_fn(model(x), y).backward() ...)"
-            )
+            raise missing_closure("MEG", "extrapolated")
         moved = [(group, [p for p in group["params"] if p.grad is not None]) for group in self.param_groups]
         moved = [(group, ps) for group, ps in moved if ps]
         origins = [self._extrapolate(group, ps) for group, ps in moved]

@@ -99,10 +99,7 @@ class SAM(Optimizer):
         Returns the loss at the perturbed point.
         """
         if closure is None:
-            raise ValueError(
-                "SAM.step() needs a closure: it must re-evaluate the loss at the perturbed "
-                "parameters and call backward(), e.g. optimizer.step(lambda: loss_fn(model(x), y).backward() ...)"
-            )
+            raise missing_closure("SAM", "perturbed")
         params, perturbation = self._perturb()
         frozen = frozen_batchnorm_statistics(self.model) if self.model is not None else nullcontext()
         with torch.enable_grad(), frozen:
@@ -152,3 +149,11 @@ class SAM(Optimizer):
         """The base optimizer's buffer diagnostics, if it has a buffer."""
         diagnostics = getattr(self.base_optimizer, "diagnostics", None)
         return diagnostics() if diagnostics is not None else {}
+
+
+def missing_closure(wrapper: str, point: str) -> ValueError:
+    """The one-line error of a two-gradient wrapper (SAM, MEG) stepped without its closure."""
+    return ValueError(
+        f"{wrapper}.step() needs a closure: it must re-evaluate the loss at the {point} "
+        "parameters and call backward(), e.g. optimizer.step(lambda: loss_fn(model(x), y).backward() ...)"
+    )
