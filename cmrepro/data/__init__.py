@@ -6,7 +6,7 @@ file-free synthetic data (:mod:`.synthetic`), and the task streams of online lea
 the typed settings of :mod:`.settings`; :mod:`.registry` names them all and builds one.
 """
 
-from .base import DataBundle, DataError
+from .base import DataBundle, DataContext, DataError
 from .registry import DATASET_NAMES, DATASET_TASKS, build_data, is_task_stream
 
-__all__ = ["DATASET_NAMES", "DATASET_TASKS", "DataBundle", "DataError", "build_data", "is_task_stream"]
+__all__ = ["DATASET_NAMES", "DATASET_TASKS", "DataBundle", "DataContext", "DataError", "build_data", "is_task_stream"]

@@ -42,6 +42,20 @@ def prepare_command(name: str, root: Path, layout: str | None = None) -> str:
     return f"{command} --data-dir DIR (it fills DIR/{'/'.join(parts)}; point dataset.data_dir there)"
 
 
+@dataclass(frozen=True)
+class DataContext:
+    """Where a run uses its data, for the builders that need to know: the training device (data
+    kept on it, ``dataset.on_device``) and the run directory (files a run records about its
+    data, such as the unreadable images it skipped). Not part of the config: neither changes
+    what a run computes."""
+
+    device: torch.device = torch.device("cpu")
+    run_dir: Path | None = None
+
+
+DEFAULT_CONTEXT = DataContext()
+
+
 @dataclass
 class DataBundle:
     """What a training run needs from a dataset.

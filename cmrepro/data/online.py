@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..seeds import SeedStream
-from .base import DataError, ShuffledTrainLoader, epoch_seed, eval_loader
+from .base import DEFAULT_CONTEXT, DataContext, DataError, ShuffledTrainLoader, epoch_seed, eval_loader
 from .settings import (
     FIVE_DATASETS,
     FiveDatasetsSettings,
@@ -118,7 +118,7 @@ class _Loaders:
 # ---------------------------------------------------------------- synthetic
 
 
-def build_synthetic_stream(cfg: Mapping, seed: int) -> TaskStream:
+def build_synthetic_stream(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> TaskStream:
     """``num_tasks`` tasks of ``classes_per_task`` noisy prototypes each, new prototypes per task
     (so each task has its own solution to move to)."""
     s = SyntheticStreamSettings.from_config(cfg)
@@ -145,7 +145,7 @@ def _stream_structure(cfg: Mapping) -> tuple[int, int]:
     return get_int(cfg, "num_tasks", SyntheticStreamSettings.num_tasks), per_task
 
 
-def build_stand_in_stream(cfg: Mapping, seed: int) -> TaskStream:
+def build_stand_in_stream(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> TaskStream:
     """A synthetic stream with the real stream's tasks and classes per task, sized by the
     ``cfg["stand_in"]`` mapping (``train``/``val`` images per task, ``image_size``)."""
     sizes = stand_in_sizes(cfg)
@@ -165,7 +165,7 @@ def build_stand_in_stream(cfg: Mapping, seed: int) -> TaskStream:
 # ---------------------------------------------------------------- TinyImageNet
 
 
-def build_tinyimagenet(cfg: Mapping, seed: int) -> TaskStream:
+def build_tinyimagenet(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> TaskStream:
     """The classes (sorted wnids, then shuffled by the task order seed) cut into ``num_tasks``
     tasks of ``classes_per_task``; validation is a tenth of each class's training images and
     the official validation images are the test set (``use_test``), as in La-MAML."""
@@ -270,7 +270,7 @@ _FIVE_READERS: dict[str, Callable[[Path, bool, int], _Source]] = {
 }
 
 
-def build_five_datasets(cfg: Mapping, seed: int) -> TaskStream:
+def build_five_datasets(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> TaskStream:
     """CIFAR10, MNIST, Fashion-MNIST, SVHN and notMNIST as 10-way tasks in an order drawn from
     the task order seed, every image brought to ``3 x image_size x image_size`` (grey images
     repeated on three channels) and normalised with ImageNet's statistics, as Mehta et al. do."""

@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from . import online, synthetic, text, vision
-from .base import DataBundle, DataError
+from .base import DEFAULT_CONTEXT, DataBundle, DataContext, DataError
 from .online import TaskStream
 
-Builder = Callable[[Mapping, int], DataBundle | TaskStream]
+Builder = Callable[[Mapping, int, DataContext], DataBundle | TaskStream]
 
 
 @dataclass(frozen=True)
@@ -55,16 +55,17 @@ def is_task_stream(name: str) -> bool:
     return name in STREAM_DATASETS
 
 
-def build_data(cfg: Mapping, *, seed: int) -> DataBundle | TaskStream:
+def build_data(cfg: Mapping, *, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle | TaskStream:
     """The loaders of dataset ``cfg["name"]`` (a :class:`~cmrepro.data.online.TaskStream` for
     the task streams), or its stand-in when ``cfg["stand_in"]`` is set; the data on disk is
-    checked here, before any training, and problems raise :class:`DataError`."""
+    checked here, before any training, and problems raise :class:`DataError`. ``context``: where
+    the run uses the data (:class:`~cmrepro.data.base.DataContext`)."""
     name = cfg.get("name")
     if name not in DATASETS:
         raise DataError(f"unknown dataset name {name!r}; expected one of: {', '.join(DATASET_NAMES)}")
     entry = DATASETS[name]
     if not cfg.get("stand_in"):
-        return entry.build(cfg, seed)
+        return entry.build(cfg, seed, context)
     if entry.stand_in is None:
         raise DataError(f"{name}: no synthetic stand-in is defined for this dataset; run it without dataset.stand_in")
-    return entry.stand_in(cfg, seed)
+    return entry.stand_in(cfg, seed, context)

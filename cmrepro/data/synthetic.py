@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from .base import DataBundle, SameEveryEpoch, ShuffledTrainLoader, eval_loader
+from .base import DEFAULT_CONTEXT, DataBundle, DataContext, SameEveryEpoch, ShuffledTrainLoader, eval_loader
 from .settings import SyntheticImageSettings, SyntheticTextSettings, stand_in_sizes
 from .text import BpttBatches, batchify, too_short
 
@@ -47,7 +47,7 @@ def noisy_samples(prototypes: torch.Tensor, count: int, generator: torch.Generat
     return TensorDataset(prototypes[labels] + noise, labels)
 
 
-def build_synthetic_image(cfg: Mapping, seed: int) -> DataBundle:
+def build_synthetic_image(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """Image classification without files; ``use_test`` adds a third, independent sample
     of ``num_val`` images."""
     s = SyntheticImageSettings.from_config(cfg)
@@ -97,7 +97,7 @@ class MarkovChain:
         return torch.tensor(walk, dtype=torch.int64)
 
 
-def build_synthetic_text(cfg: Mapping, seed: int) -> DataBundle:
+def build_synthetic_text(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """Language modelling without files: one walk of the chain cut into train, val (and
     test, ``num_val_tokens`` long, when ``use_test``), batched like Penn Treebank."""
     s = SyntheticTextSettings.from_config(cfg)
@@ -142,7 +142,7 @@ STAND_IN_SHAPES: dict[str, dict[str, int]] = {
 }
 
 
-def build_stand_in(cfg: Mapping, seed: int) -> DataBundle:
+def build_stand_in(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """Synthetic data shaped like dataset ``cfg["name"]``, sized by the ``cfg["stand_in"]`` mapping
     (``train``/``val`` images, ``image_size``, ``train_tokens``/``val_tokens``)."""
     sizes = stand_in_sizes(cfg)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .base import DataBundle, SameEveryEpoch, data_error, prepare_command
+from .base import DEFAULT_CONTEXT, DataBundle, DataContext, SameEveryEpoch, data_error, prepare_command
 from .settings import PtbSettings
 
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
@@ -103,7 +103,7 @@ def too_short(length: int, columns: int) -> str | None:
     return f"{length} tokens, fewer than the {2 * columns} that batch size {columns} needs"
 
 
-def build_ptb(cfg: Mapping, seed: int) -> DataBundle:
+def build_ptb(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """Penn Treebank: vocabulary from the training file only; train, valid (and test when
     ``use_test``) as BPTT windows. ``seed`` is unused: text is read in order."""
     settings = PtbSettings.from_config(cfg)

@@ -13,7 +13,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DataBundle, DataError, ShuffledTrainLoader, data_error, eval_loader, prepare_command
+from .base import (
+    DEFAULT_CONTEXT,
+    DataBundle,
+    DataContext,
+    DataError,
+    ShuffledTrainLoader,
+    data_error,
+    eval_loader,
+    prepare_command,
+)
 from .settings import CifarSettings, ImageNetSettings
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -229,7 +238,7 @@ def _load_cifar_files(fmt: CifarFormat, root: Path, download: bool) -> Path:
     return check_cifar_files(fmt, root)
 
 
-def build_cifar(cfg: Mapping, seed: int) -> DataBundle:
+def build_cifar(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """CIFAR10/100: the 50K training images split into train and ``val_size`` validation
     images, and the official test set as ``test`` when ``use_test``."""
     settings = CifarSettings.from_config(cfg)
@@ -317,7 +326,7 @@ def _image_folder(path: Path, transform, how: str):
         raise data_error("imagenet", f"{path} holding one folder of images per class", str(exc), how) from exc
 
 
-def build_imagenet(cfg: Mapping, seed: int) -> DataBundle:
+def build_imagenet(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """ImageNet from ``train/`` and ``val/`` class folders; the validation images serve as
     ``val`` (the labelled test set is not public)."""
     settings = ImageNetSettings.from_config(cfg)
