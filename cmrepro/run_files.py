@@ -14,15 +14,16 @@ import os
 from pathlib import Path
 
 METRICS = "metrics.jsonl"  # one JSON row per finished epoch (or task), appended
-RESULT = "result.json"  # written atomically: running, then done, diverged or failed
+RESULT = "result.json"  # written atomically: running, then done, diverged, failed or interrupted
 CHECKPOINT = "checkpoint.pt"  # the state after the last finished epoch, written atomically
 
 # result.json's "status": "running" from the start (a run killed then is still found, with its
-# config, by the report), then one of the other three.
+# config, by the report), then one of the others.
 RUNNING = "running"
 DONE = "done"
 DIVERGED = "diverged"  # a non-finite loss: ended, not an error
 FAILED = "failed"  # an error escaped; re-running resumes from the checkpoint
+INTERRUPTED = "interrupted"  # stopped by a signal (Ctrl-C, Slurm's SIGTERM) after checkpointing; re-run to resume
 ENDED = (DONE, DIVERGED)  # never trained again: a sweep re-run skips them
 
 
@@ -66,22 +67,31 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 class RunRecords:
-    """A run directory's metrics.jsonl (appended per epoch) and result.json, both safe to re-write on resume."""
+    """A run directory's metrics.jsonl (appended per epoch) and result.json, both safe to re-write on resume.
 
-    def __init__(self, run_dir: Path) -> None:
+    ``writer=False``: the records as a process that only reads them sees them (the ranks other
+    than 0 of a distributed run); its writes do nothing.
+    """
+
+    def __init__(self, run_dir: Path, writer: bool = True) -> None:
         self.run_dir = run_dir
         self.metrics_path = run_dir / METRICS
         self.result_path = run_dir / RESULT
+        self.writer = writer
 
     def read_metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
 
     def keep_epochs(self, epochs_done: int) -> None:
         """Drop rows of epochs after the checkpoint: a killed run may have logged an epoch it did not save."""
+        if not self.writer:
+            return
         rows = [row for row in self.read_metrics() if row["epoch"] <= epochs_done]
         write_text_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in rows))
 
     def append_metrics(self, row: dict) -> None:
+        if not self.writer:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with self.metrics_path.open("a") as file:
             file.write(json.dumps(row) + "\n")
@@ -97,6 +107,8 @@ class RunRecords:
             return None  # a torn or hand-edited result: the run is simply redone
 
     def write_result(self, result: dict) -> None:
+        if not self.writer:
+            return
         write_text_atomic(self.result_path, json.dumps(result, indent=2) + "\n")
 
     def finished(self) -> bool:

@@ -26,3 +26,8 @@ class SeedStream(IntEnum):
     NOTMNIST_TEST = 3
     #: The Lanczos start vector of the sharpness estimate after each epoch (``metrics.tracker``).
     SHARPNESS = 7
+    #: An epoch's random crops and flips of an image set kept on the device (``data.on_device``).
+    AUGMENT = 8
+    #: Torch's generator on the processes other than rank 0 of a distributed run, which load
+    #: other images and must not draw the same crops for them (``training.run_setup``).
+    RANK = 9

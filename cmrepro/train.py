@@ -1,15 +1,21 @@
 """``python -m cmrepro.train optimizer=adam_cm dataset=cifar100``: the training entry point.
 
-A thin Hydra shell around :func:`cmrepro.training.train`. Configuration and
-data problems end the program with one line on stderr and exit code 2,
-before any training; a non-finite loss ends it with status ``diverged`` and
-exit code 0, so a sweep goes on. In a sweep (``-m``) a failed job exits
-cleanly too, so the others run; its result.json, written by the training
-(the one writer of run files), says ``failed`` and why.
+A thin Hydra shell around :func:`cmrepro.training.train`. Before Hydra creates any directory, the
+command line is composed and checked (:func:`check_command_line`): a misspelt key or group, a value
+that cannot run, or an output directory that cannot be written ends the program with one line on
+stderr and exit code 2. Data problems end it the same way before any training. A non-finite loss
+ends a run with status ``diverged`` and exit code 0. Another process training the same run
+directory: one line, exit code 3. SIGTERM, SIGINT or SIGUSR1: the run checkpoints, says
+``interrupted`` and exits with 128 + the signal number (143, 130, 138).
+
+In a sweep (``-m``) a failed job ends cleanly so the others run; its result.json (written by the
+training, the one writer of run files) says ``failed`` and why. The sweep ends with a summary of
+its jobs and exits 1 if any failed or was refused.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,32 +25,93 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import exit_on_unknown_option
+from .command_checks import CommandLineError, check_command_line
 from .data import DataError
-from .run_files import RunFileError
-from .training import CheckpointError, ConfigError, train
+from .run_files import RESULT, RunFileError
+from .run_lock import RunLocked
+from .sweep_ledger import JobOutcome, close_ledger, read_outcomes, record_outcome, start_ledger, summary
+from .training import CheckpointError, ConfigError, Interrupted, train
+from .training.distributed import ONE_PROCESS, DistEnv, exit_on_failure
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
+EXIT_REFUSED = 2  # a config, command line or data problem
+EXIT_BUSY = 3  # another process trains the run directory
+# What _run ends the program on itself, with one line and its own exit code.
+HANDLED = (ConfigError, DataError, CheckpointError, RunFileError, RunLocked, Interrupted, KeyboardInterrupt)
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def _run(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    job = hydra_cfg.job.num if sweep else 0
+
+    def end(outcome: str, message: str, exit_code: int) -> None:
+        print(f"cmrepro.train: {message}", file=sys.stderr)
+        record_outcome(JobOutcome(job, str(run_dir), outcome, message))
+        if exit_code and not sweep:
+            sys.exit(exit_code)
+
     try:
-        # check: a refused config is recorded as a failed run, like any failure inside training.
-        result = train(OmegaConf.to_container(cfg, resolve=True), run_dir, check=True)
-    except (ConfigError, DataError, CheckpointError, RunFileError) as error:
-        print(f"cmrepro.train: {error}", file=sys.stderr)
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            return  # the failure is in the job's result.json; the other jobs of the sweep go on
-        sys.exit(2)
-    print(f"cmrepro.train: {result['status']}: {run_dir}", file=sys.stderr)
+        # In a distributed run an unexpected error is one line naming the rank, and an exit that
+        # does not wait for collectives the other ranks will never join.
+        with exit_on_failure(_process_env(), expected=HANDLED):
+            result = train(OmegaConf.to_container(cfg, resolve=True), run_dir, check=True)
+    except ConfigError as error:
+        _remove_if_only_hydra(run_dir)  # a refused config leaves no run directory behind
+        return end("refused", str(error), EXIT_REFUSED)
+    except (DataError, CheckpointError, RunFileError) as error:
+        return end("failed", str(error), EXIT_REFUSED)
+    except RunLocked as error:
+        return end("skipped", str(error), EXIT_BUSY)
+    except Interrupted as error:
+        end("interrupted", f"{run_dir}: {error}", 0)
+        sys.exit(error.exit_code)  # a sweep stops too: the signal was meant for all of it
+    except KeyboardInterrupt:
+        end("interrupted", f"{run_dir}: stopped at once by a second Ctrl-C", 0)
+        sys.exit(130)
+    status = result["status"]
+    print(f"cmrepro.train: {status}: {run_dir}", file=sys.stderr)
+    record_outcome(JobOutcome(job, str(run_dir), status if not result.get("skipped") else "already ended"))
+
+
+def _process_env() -> DistEnv:
+    try:
+        return DistEnv.from_environ()
+    except ValueError:  # train() says so, as a ConfigError
+        return ONE_PROCESS
+
+
+def _remove_if_only_hydra(run_dir: Path) -> None:
+    """Delete ``run_dir`` if it holds nothing but what Hydra wrote before the job (``.hydra/``, the log)."""
+    if run_dir.is_dir() and not (run_dir / RESULT).exists():
+        if all(entry.name in (".hydra", "train.log") for entry in run_dir.iterdir()):
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def main() -> None:
+    argv = sys.argv[1:]
     exit_on_unknown_option("cmrepro.train", CONF_DIR, GROUPS)
-    _run()
+    try:
+        cfg = check_command_line(argv, CONF_DIR)
+    except (CommandLineError, ConfigError) as error:
+        print(f"cmrepro.train: {error}", file=sys.stderr)
+        sys.exit(EXIT_REFUSED)
+    if not ({"-m", "--multirun"} & set(argv)):
+        _run()
+        return
+    output_dir = Path(OmegaConf.select(cfg, "paths.output_dir")) if cfg is not None else Path("results/runs")
+    ledger = start_ledger(output_dir)
+    try:
+        _run()
+        lines, all_finished = summary(read_outcomes(ledger))
+    finally:
+        close_ledger(ledger)
+    print("cmrepro.train: " + "\n".join(lines), file=sys.stderr)
+    if not all_finished:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,19 @@ writes JSON. ``--fused`` times each configuration twice, with
 ``torch.optim.Adam(fused=True)`` and with the optimizer at ``fused=True``, and
 reports the ratio of their whole training steps (the training loop's
 ``zero_grad()`` sets gradients to None, so the fused optimizer copies them into
-its flat storage each step; see docs/optimizers.md). Examples:
+its flat storage each step; see docs/optimizers.md).
+
+``--data-path loader on_device`` times the data pipeline alone instead, no model: one epoch
+of CIFAR training batches (``--datasets`` cifar10 or cifar100, the config's batch size and
+workers) over ``--data-images`` random uint8 images of CIFAR's shape (40K, the real training
+split, by default), through the DataLoader path or ``dataset.on_device`` (cmrepro/data/on_device.py)
+on ``--device``, each batch moved to the device as the training step does. Reports seconds per
+epoch and per batch (the median over ``--data-epochs`` epochs after a warm-up epoch). Examples:
 
     python scripts/bench_train.py --out results/bench/train_cpu.json
     python scripts/bench_train.py --datasets cifar100 --fused --steps 3 --out results/bench/train_fused_cpu.json
     python scripts/bench_train.py --datasets tinyimagenet five_datasets --out results/bench/train_streams_cpu.json
+    python scripts/bench_train.py --data-path loader on_device --out results/bench/data_cifar_cpu.json
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from bench_json import write_bench_json  # noqa: E402  (beside this script)
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from cmrepro.data.settings import CifarSettings  # noqa: E402
+from cmrepro.data.vision import CIFAR_FORMATS, cifar_train  # noqa: E402
 from cmrepro.models import ModelSpec, build_model  # noqa: E402
 from cmrepro.optim import optimizer_from_config  # noqa: E402
 from cmrepro.train import CONF_DIR  # noqa: E402
@@ -69,6 +79,16 @@ def batch_for(name: str, cfg: dict, batch_size: int) -> tuple[torch.Tensor, torc
     return torch.randn(b, 3, size, size), torch.randint(0, DATASETS[name]["spec"].num_classes, (b,))
 
 
+DATA_PATHS = ("loader", "on_device")
+
+
+def composed(name: str, optimizer: str = "adam_cm") -> dict:
+    """The resolved run config of ``dataset=name``."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="config", overrides=[f"dataset={name}", f"optimizer={optimizer}", "run_dir=unused"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 def steps_per_epoch(name: str, cfg: dict) -> int:
     data = cfg["dataset"]
     if name == "ptb":
@@ -90,9 +110,7 @@ def measure(
     ``compile_mode``: the step's forward and backward through torch.compile in that mode, as
     ``trainer.compile`` does; the warm-up steps (compilation, CUDA-graph recording) are timed apart.
     """
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose(config_name="config", overrides=[f"dataset={name}", f"optimizer={optimizer}", "run_dir=unused"])
-    cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = composed(name, optimizer)
     torch.manual_seed(0)
     model = build_model(cfg["model"], DATASETS[name]["spec"]).to(device)
     opt = optimizer_from_config(cfg["optimizer"] | (dict(fused=True) if fused else {}), model.parameters(), model)
@@ -134,9 +152,81 @@ def measure(
     )
 
 
+def time_epoch(batches, device: torch.device) -> float:
+    """Seconds to draw every batch of one epoch and have it on ``device``, as the training step gets it."""
+    start = time.perf_counter()
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def measure_data(name: str, path: str, images: int, epochs: int, device: torch.device, workers: int | None) -> dict:
+    """The data pipeline of ``dataset=name`` alone, over ``images`` random uint8 CIFAR images,
+    by ``path`` (the DataLoader or ``dataset.on_device``); one warm-up epoch, then ``epochs`` timed."""
+    data = composed(name)["dataset"]
+    data |= {"on_device": path == "on_device"} | ({} if workers is None else {"num_workers": workers})
+    settings = CifarSettings.from_config(data)
+    fmt = CIFAR_FORMATS[name]
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, fmt.num_classes, (images,), generator=generator)
+    started = time.perf_counter()
+    train = cifar_train(pixels, labels, fmt, settings, 0, device)
+    setup = time.perf_counter() - started
+    warmup = time_epoch(train(0), device)  # workers start, allocator, first copies
+    times = [time_epoch(train(epoch), device) for epoch in range(1, epochs + 1)]
+    per_epoch = statistics.median(times)
+    return dict(
+        dataset=name,
+        data_path=path,
+        augment=settings.augment,
+        num_workers=0 if settings.on_device else settings.loader.options["num_workers"],
+        images=images,
+        batch_size=settings.loader.batch_size,
+        batches_per_epoch=len(train),
+        setup_seconds=setup,
+        warmup_epoch_seconds=warmup,
+        epochs_timed=epochs,
+        seconds_per_epoch=per_epoch,
+        ms_per_batch=1000 * per_epoch / len(train),
+        images_per_second=images / per_epoch,
+    )
+
+
+def data_main(args: argparse.Namespace, device: torch.device) -> None:
+    names = args.datasets or ["cifar10"]
+    if not set(names) <= set(CIFAR_FORMATS):
+        sys.exit(f"--data-path times CIFAR pipelines only: --datasets must be among {', '.join(CIFAR_FORMATS)}")
+    rows = []
+    for name in names:
+        for path in args.data_path:
+            rows.append(measure_data(name, path, args.data_images, args.data_epochs, device, args.num_workers))
+            print(f"{name} {path}: {rows[-1]['seconds_per_epoch']:.3f} s/epoch", file=sys.stderr)
+    print(
+        f"\ndata pipeline alone, {args.data_images} uint8 CIFAR images, batches to {device} "
+        f"(torch {torch.__version__}, {torch.get_num_threads()} threads)"
+    )
+    print(
+        f"{'dataset':10s} {'path':10s} {'workers':>8s} {'batch':>6s} {'batches':>8s} {'s/epoch':>9s}"
+        f" {'ms/batch':>9s} {'images/s':>10s}"
+    )
+    for r in rows:
+        print(
+            f"{r['dataset']:10s} {r['data_path']:10s} {r['num_workers']:8d} {r['batch_size']:6d}"
+            f" {r['batches_per_epoch']:8d} {r['seconds_per_epoch']:9.3f} {r['ms_per_batch']:9.3f}"
+            f" {r['images_per_second']:10.0f}"
+        )
+    if args.out:
+        write_bench_json(args.out, device, rows, benchmark="data_pipeline")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument(
+        "--datasets", nargs="*", default=None, help="default: all of them; cifar10 alone with --data-path"
+    )
     parser.add_argument("--optimizer", default="adam_cm")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median is reported)")
     parser.add_argument("--imagenet-steps", type=int, default=2, help="timed steps for imagenet (slow on a CPU)")
@@ -152,11 +242,33 @@ def main() -> None:
     parser.add_argument(
         "--fused", action="store_true", help="time adam and --optimizer, both with fused=True, and their ratio"
     )
+    parser.add_argument(
+        "--data-path",
+        nargs="+",
+        choices=DATA_PATHS,
+        default=None,
+        help="time the CIFAR data pipeline alone, per epoch, by these paths, instead of training steps",
+    )
+    parser.add_argument("--data-images", type=int, default=40_000, help="training images (CIFAR's 40K split)")
+    parser.add_argument("--data-epochs", type=int, default=2, help="epochs timed after the warm-up epoch")
+    parser.add_argument("--num-workers", type=int, default=None, help="loader path workers (default: the config's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch's intra-op threads (default: torch's); 1 on a shared machine, where busy cores slow "
+        "multi-threaded kernels many times over",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.data_path:
+        data_main(args, device)
+        return
     rows = []
-    for name in args.datasets:
+    for name in args.datasets or list(DATASETS):
         steps = args.imagenet_steps if name == "imagenet" else args.steps
         batch = args.imagenet_batch if name == "imagenet" else None
         for optimizer in ("adam", args.optimizer) if args.fused else (args.optimizer,):

@@ -5,7 +5,8 @@
 # optimizers, of the training steps of every configuration (eager; compiled for CIFAR100 and
 # ImageNet, each compilation taking about a minute), the whole CIFAR100 training step with
 # AdamCM(fused=True) over the one with Adam(fused=True), and of the analysis metrics, then the
-# full-scale GPU-hour estimate of every paper target. Results go to $OUT (the device tool's
+# full-scale GPU-hour estimate of every paper target; the CIFAR data pipeline (loader against
+# dataset.on_device) and a torchrun run on every GPU beside the same run in one process. Results go to $OUT (the device tool's
 # folder), else results/bench/device/: eight files. The optimizer benchmark includes the fused
 # rows (fused=True, with their compile time) and each row's ratio to Adam(fused=True). A failing step is reported and the others
 # still run; the exit status is non-zero if any failed. Wheels first: scripts/device_wheels.sh.
@@ -39,6 +40,17 @@ step "$python" scripts/bench_train.py --device cuda --steps 20 --datasets tinyim
 step "$python" scripts/bench_train.py --device cuda --steps 20 --datasets cifar100 --fused \
   --out "$out/train_fused_cuda.json"
 step "$python" scripts/bench_metrics.py --device cuda --out "$out/metrics_cuda.json"
+# The CIFAR data pipeline alone, per epoch: DataLoader (8 workers) against dataset.on_device.
+step "$python" scripts/bench_train.py --device cuda --data-path loader on_device --num-workers 8 \
+  --out "$out/data_path_cuda.json"
+# One run under torchrun on every visible GPU (DDP, NCCL, SyncBatchNorm), then the same run in
+# one process: their metrics should agree to float32 rounding (compare the two metrics.jsonl).
+gpus=$(nvidia-smi -L | wc -l)
+ddp_run=(dataset=synthetic_image model.width=0.5 dataset.num_train=2048 dataset.batch_size=256 trainer.epochs=2
+  trainer.lr_milestones=[] trainer.progress=false trainer.device=cuda optimizer=adam_cm)
+step "$python" -m torch.distributed.run --standalone --nproc-per-node="$gpus" -m cmrepro.train "${ddp_run[@]}" \
+  run_dir="$out/torchrun_run"
+step "$python" -m cmrepro.train "${ddp_run[@]}" run_dir="$out/one_process_run"
 step "$python" scripts/estimate_hours.py "$out/train_cuda.json" "$out/streams_cuda.json" --out "$out/hours_cuda.json"
 step "$python" scripts/estimate_hours.py "$out/train_cuda.json" "$out/streams_cuda.json" \
   "$out/train_cuda_compiled.json"  # printed only: the compiled steps replace the eager ones they cover

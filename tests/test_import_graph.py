@@ -21,10 +21,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cmrepro"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaves: standard library only (checked below), importable from anywhere.
     ("cmrepro", "cmrepro.validation", "cmrepro.paper_names", "cmrepro.paper_data", "cmrepro.run_files",
-     "cmrepro.seeds", "cmrepro.cli"),
+     "cmrepro.seeds", "cmrepro.cli", "cmrepro.run_identity", "cmrepro.run_lock", "cmrepro.sweep_ledger"),
     ("cmrepro.optim", "cmrepro.models", "cmrepro.data"),
     ("cmrepro.metrics",),
     ("cmrepro.training", "cmrepro.toy", "cmrepro.report"),
+    ("cmrepro.config_keys",),  # what conf/ defines
+    ("cmrepro.command_checks",),  # a command line checked against it, before Hydra runs
     ("cmrepro.train", "cmrepro.reproduce"),
 )  # fmt: skip
 LEAVES = LAYERS[0]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .bad_files import UnreadableImage, open_image
 from .base import data_error, prepare_command
 
 SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -79,7 +80,8 @@ def _idx_folders(fmt: IdxFormat, root: Path) -> list[Path]:
     return [root / fmt.torchvision_folder / "raw", root / "raw", root]
 
 
-def _find_idx(fmt: IdxFormat, root: Path, stem: str) -> Path | None:
+def find_idx(fmt: IdxFormat, root: Path, stem: str) -> Path | None:
+    """The idx file ``stem`` (or ``stem.gz``) of ``fmt`` under ``root``, None if there is none."""
     for folder in _idx_folders(fmt, root):
         for name in (stem, f"{stem}.gz"):
             if (folder / name).is_file():
@@ -92,7 +94,7 @@ def read_idx_split(fmt: IdxFormat, root: Path, split: str) -> tuple[torch.Tensor
     image_stem, label_stem = IDX_FILES[split]
     expected = f"{root / fmt.torchvision_folder / 'raw'} holding {image_stem} and {label_stem} (or .gz)"
     how = f"{prepare_command(fmt.name, root, f'five_datasets/{fmt.name}')}, or put the idx files of {fmt.url} there"
-    paths = [_find_idx(fmt, root, stem) for stem in (image_stem, label_stem)]
+    paths = [find_idx(fmt, root, stem) for stem in (image_stem, label_stem)]
     if None in paths:
         found = "no such directory" if not root.exists() else f"no {image_stem if paths[0] is None else label_stem}"
         raise data_error(fmt.name, expected, found, how)
@@ -111,10 +113,15 @@ def read_idx_split(fmt: IdxFormat, root: Path, split: str) -> tuple[torch.Tensor
 # ---------------------------------------------------------------- SVHN
 
 
+def svhn_path(root: Path, split: str) -> Path:
+    """The ``.mat`` file of SVHN's ``train`` or ``test`` split under ``root``."""
+    return root / f"{split}_32x32.mat"
+
+
 def read_svhn_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]`` (digit 0 is stored as label 10
     in the files) of ``<root>/<split>_32x32.mat``."""
-    path = root / f"{split}_32x32.mat"
+    path = svhn_path(root, split)
     expected = f"{path} (SVHN format 2, cropped digits)"
     how = f"{prepare_command('svhn', root, 'five_datasets/svhn')}, or download {path.name} from {SVHN_URL} into {root}"
     if not path.is_file():
@@ -140,57 +147,68 @@ def read_svhn_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]
 # ---------------------------------------------------------------- notMNIST
 
 
-def _notmnist_command(root: Path) -> str:
-    return prepare_command("notmnist", root, "five_datasets/notmnist")
+def notmnist_how(root: Path) -> str:
+    """How to put notMNIST into ``root``, for the "how to fix it" part of a DataError."""
+    command = prepare_command("notmnist", root, "five_datasets/notmnist")
+    return f"{command}, or extract notMNIST_small.tar.gz of {NOTMNIST_URL} into {root}"
 
 
-def notmnist_folder(root: Path) -> Path:
-    """``<root>/notMNIST_small`` (as the archive extracts), or ``root`` itself if it holds the letters."""
+def find_notmnist_folder(root: Path) -> Path | None:
+    """``<root>/notMNIST_small`` (as the archive extracts), or ``root`` itself if it holds the
+    letters; None if no folder holds them."""
     for folder in (root / "notMNIST_small", root / "notMNIST_large", root):
         if all((folder / letter).is_dir() for letter in NOTMNIST_LETTERS):
             return folder
+    return None
+
+
+def notmnist_folder(root: Path) -> Path:
+    """:func:`find_notmnist_folder`, else DataError naming what is missing."""
+    folder = find_notmnist_folder(root)
+    if folder is not None:
+        return folder
     archives = sorted(p.name for p in root.glob("notMNIST_*.tar.gz")) if root.is_dir() else []
     found = "no such directory" if not root.exists() else "no folders A-J"
     if archives:
         found += f" ({', '.join(archives)} is there: extract it)"
-    how = f"{_notmnist_command(root)}, or extract notMNIST_small.tar.gz of {NOTMNIST_URL} into {root}"
-    raise data_error(
-        "notmnist", f"{root / 'notMNIST_small'} holding one folder of PNG images per letter A-J", found, how
-    )
+    expected = f"{root / 'notMNIST_small'} holding one folder of PNG images per letter A-J"
+    raise data_error("notmnist", expected, found, notmnist_how(root))
 
 
-def _read_letter(path: Path) -> np.ndarray | None:
-    """One grey 28x28 image, or None if the file is not a readable image."""
+def _read_letter(path: Path) -> np.ndarray:
+    """One grey 28x28 image; UnreadableImage if the file is not a readable image."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L")
-            if image.size != (NOTMNIST_SIZE, NOTMNIST_SIZE):
-                image = image.resize((NOTMNIST_SIZE, NOTMNIST_SIZE), Image.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError):  # PIL's ways of refusing a broken file
-        return None
+    image = open_image(path, "L")
+    if image.size != (NOTMNIST_SIZE, NOTMNIST_SIZE):
+        image = image.resize((NOTMNIST_SIZE, NOTMNIST_SIZE), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_notmnist_files(root: Path) -> tuple[torch.Tensor, torch.Tensor, list[UnreadableImage]]:
+    """Images uint8 ``[N, 1, 28, 28]``, labels int64 (A = 0 ... J = 9) and the files skipped
+    because they are not readable images (the public archives hold a few), with the reason."""
+    folder = notmnist_folder(root)
+    images, labels, skipped = [], [], []
+    for label, letter in enumerate(NOTMNIST_LETTERS):
+        for path in sorted(p for p in (folder / letter).iterdir() if p.is_file()):
+            try:
+                images.append(_read_letter(path))
+            except UnreadableImage as error:
+                skipped.append(error)
+                continue
+            labels.append(label)
+    if not images:
+        found = f"none readable ({len(skipped)} skipped)"
+        raise data_error("notmnist", f"PNG images in {folder}/A-J", found, notmnist_how(root))
+    stacked = torch.from_numpy(np.stack(images)).unsqueeze(1)
+    return stacked, torch.tensor(labels, dtype=torch.int64), skipped
 
 
 def read_notmnist(root: Path) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Images uint8 ``[N, 1, 28, 28]``, labels int64 (A = 0 ... J = 9) and the number of files
-    skipped because they are not readable images (the public archives hold a few)."""
-    folder = notmnist_folder(root)
-    images, labels, skipped = [], [], 0
-    for label, letter in enumerate(NOTMNIST_LETTERS):
-        for path in sorted(p for p in (folder / letter).iterdir() if p.is_file()):
-            pixels = _read_letter(path)
-            if pixels is None:
-                skipped += 1
-                continue
-            images.append(pixels)
-            labels.append(label)
-    if not images:
-        how = f"{_notmnist_command(root)}, or extract notMNIST_small.tar.gz of {NOTMNIST_URL} into {root}"
-        raise data_error("notmnist", f"PNG images in {folder}/A-J", f"none readable ({skipped} skipped)", how)
-    stacked = torch.from_numpy(np.stack(images)).unsqueeze(1)
-    return stacked, torch.tensor(labels, dtype=torch.int64), skipped
+    """:func:`read_notmnist_files` with the number of files skipped instead of the files."""
+    images, labels, skipped = read_notmnist_files(root)
+    return images, labels, len(skipped)
 
 
 # ---------------------------------------------------------------- shape

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..seeds import SeedStream
+from .bad_files import BadFiles, SkipUnreadable, UnreadableImage
 from .base import DEFAULT_CONTEXT, DataContext, DataError, ShuffledTrainLoader, epoch_seed, eval_loader
 from .settings import (
     FIVE_DATASETS,
@@ -168,8 +169,9 @@ def build_stand_in_stream(cfg: Mapping, seed: int, context: DataContext = DEFAUL
 def build_tinyimagenet(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> TaskStream:
     """The classes (sorted wnids, then shuffled by the task order seed) cut into ``num_tasks``
     tasks of ``classes_per_task``; validation is a tenth of each class's training images and
-    the official validation images are the test set (``use_test``), as in La-MAML."""
-    from .tinyimagenet import ImageFiles, read_wnids, tiny_imagenet_folder, train_files, val_files
+    the official validation images are the test set (``use_test``), as in La-MAML. Unreadable
+    images are skipped, up to ``dataset.max_bad_files``, and recorded in the run directory."""
+    from .tinyimagenet import ImageFiles, how_to_get, read_wnids, tiny_imagenet_folder, train_files, val_files
 
     s = TinyImageNetSettings.from_config(cfg, seed)
     per_task = s.classes_per_task
@@ -185,10 +187,14 @@ def build_tinyimagenet(cfg: Mapping, seed: int, context: DataContext = DEFAULT_C
     train_paths = train_files(folder, order)
     test_paths = val_files(folder, wnids) if s.use_test else None
     loaders = _Loaders(s.loader, seed)
+    intact = f"replace them with intact copies, or rebuild the folder: {how_to_get(s.root)}"
+    bad_files = BadFiles("tinyimagenet", folder, s.max_bad_files, context.run_dir, intact)
+    bad_files.note_recorded()
 
-    def images(paths: list[Path], labels: list[int], aug: bool) -> NormalisedImages:
+    def images(paths: list[Path], labels: list[int], aug: bool) -> SkipUnreadable:
         labels_t = torch.tensor(labels, dtype=torch.int64)
-        return NormalisedImages(ImageFiles(paths, s.image_size), labels_t, IMAGENET_MEAN, IMAGENET_STD, augment=aug)
+        files = ImageFiles(paths, s.image_size)
+        return SkipUnreadable(NormalisedImages(files, labels_t, IMAGENET_MEAN, IMAGENET_STD, augment=aug), bad_files)
 
     tasks = []
     for index in range(num_tasks):
@@ -217,7 +223,7 @@ class _Source:
     train: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor] | None
     classes: tuple[str, ...]
-    skipped: int = 0
+    unreadable: list[UnreadableImage] = field(default_factory=list)  # image files skipped (notMNIST)
 
 
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -252,9 +258,9 @@ def _read_svhn(root: Path, use_test: bool, split_seed: int) -> _Source:
 
 
 def _read_notmnist(root: Path, use_test: bool, split_seed: int) -> _Source:
-    from .digit_formats import NOTMNIST_LETTERS, read_notmnist
+    from .digit_formats import NOTMNIST_LETTERS, read_notmnist_files
 
-    images, labels, skipped = read_notmnist(root)
+    images, labels, skipped = read_notmnist_files(root)
     seed = epoch_seed(split_seed, 0, SeedStream.NOTMNIST_TEST)
     train_idx, test_idx = split_per_class(labels, NOTMNIST_TEST_FRACTION, seed)
     test = (images[test_idx], labels[test_idx]) if use_test else None
@@ -279,8 +285,9 @@ def build_five_datasets(cfg: Mapping, seed: int, context: DataContext = DEFAULT_
     s = FiveDatasetsSettings.from_config(cfg, seed)
     names, size = s.tasks, s.image_size
     loaders = _Loaders(s.loader, seed)
-    # Read everything first: a missing dataset stops the run before any training.
-    sources = {name: _FIVE_READERS[name](s.roots[name], s.use_test, s.split_seed) for name in names}
+    sources = _read_five_sources(s)
+    if "notmnist" in sources:
+        _record_unreadable_letters(sources["notmnist"], s, context)
 
     def images(pair: tuple[torch.Tensor, torch.Tensor], aug: bool) -> NormalisedImages:
         # Grey [1, H, W] images broadcast against the 3-channel mean and std: they come out as
@@ -299,5 +306,36 @@ def build_five_datasets(cfg: Mapping, seed: int, context: DataContext = DEFAULT_
         val = images((pixels[val_idx], labels[val_idx]), False)
         test = None if source.test is None else images(source.test, False)
         tasks.append(loaders.task(name, source.classes, train, val, test))
-    skipped = {name: source.skipped for name, source in sources.items() if name == "notmnist"}
+    skipped = {name: len(source.unreadable) for name, source in sources.items() if name == "notmnist"}
     return TaskStream(tasks, 10, (3, size, size), skipped)
+
+
+def _read_five_sources(s: FiveDatasetsSettings) -> dict[str, _Source]:
+    """Every dataset of the stream read into memory, so that a missing one stops the run before
+    any training; one DataError naming every dataset that cannot be read, so that one round of
+    fixes is enough."""
+    sources, errors = {}, []
+    for name in s.tasks:
+        try:
+            sources[name] = _FIVE_READERS[name](s.roots[name], s.use_test, s.split_seed)
+        except DataError as error:
+            errors.append((name, error))
+    if len(errors) == 1:
+        raise errors[0][1]
+    if errors:
+        names = ", ".join(name for name, _ in errors)
+        each = " | ".join(str(error) for _, error in errors)
+        raise DataError(f"five_datasets: {len(errors)} of its {len(s.tasks)} datasets cannot be read ({names}): {each}")
+    return sources
+
+
+def _record_unreadable_letters(source: _Source, s: FiveDatasetsSettings, context: DataContext) -> None:
+    """Name notMNIST's unreadable files (once per run) and count them against ``dataset.max_bad_files``,
+    as the images skipped while reading ImageNet and TinyImageNet are."""
+    from .digit_formats import notmnist_how
+
+    root = s.roots["notmnist"]
+    intact = f"replace them with intact copies, or rebuild the folder: {notmnist_how(root)}"
+    record = BadFiles("notmnist", root, s.max_bad_files, context.run_dir, intact)
+    for error in source.unreadable:
+        record.add(error.path, error.reason)

@@ -25,14 +25,15 @@ class DatasetEntry:
     build: Builder
     stand_in: Builder | None  # None: no stand-in is defined
     stream: bool = False  # a TaskStream of tasks learned one after another, not a DataBundle
+    on_device: bool = False  # can keep its images on the training device (dataset.on_device)
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "cifar10": DatasetEntry("classification", vision.build_cifar, synthetic.build_stand_in),
-    "cifar100": DatasetEntry("classification", vision.build_cifar, synthetic.build_stand_in),
+    "cifar10": DatasetEntry("classification", vision.build_cifar, synthetic.build_stand_in, on_device=True),
+    "cifar100": DatasetEntry("classification", vision.build_cifar, synthetic.build_stand_in, on_device=True),
     "imagenet": DatasetEntry("classification", vision.build_imagenet, synthetic.build_stand_in),
     "ptb": DatasetEntry("language_model", text.build_ptb, synthetic.build_stand_in),
-    "synthetic_image": DatasetEntry("classification", synthetic.build_synthetic_image, None),
+    "synthetic_image": DatasetEntry("classification", synthetic.build_synthetic_image, None, on_device=True),
     "synthetic_text": DatasetEntry("language_model", synthetic.build_synthetic_text, None),
     "tinyimagenet": DatasetEntry(
         "classification", online.build_tinyimagenet, online.build_stand_in_stream, stream=True
@@ -64,6 +65,9 @@ def build_data(cfg: Mapping, *, seed: int, context: DataContext = DEFAULT_CONTEX
     if name not in DATASETS:
         raise DataError(f"unknown dataset name {name!r}; expected one of: {', '.join(DATASET_NAMES)}")
     entry = DATASETS[name]
+    if cfg.get("on_device") and not entry.on_device:
+        supported = ", ".join(n for n, e in DATASETS.items() if e.on_device)
+        raise ValueError(f"invalid dataset.on_device: true for {name} (only {supported} keep their data on the device)")
     if not cfg.get("stand_in"):
         return entry.build(cfg, seed, context)
     if entry.stand_in is None:

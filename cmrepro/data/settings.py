@@ -115,6 +115,7 @@ class CifarSettings:
     augment: bool = True
     use_test: bool = False
     download: bool = False
+    on_device: bool = False  # the images on the training device, cropped there (data.on_device)
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> CifarSettings:
@@ -127,6 +128,7 @@ class CifarSettings:
             augment=get_bool(cfg, "augment", cls.augment),
             use_test=get_bool(cfg, "use_test", cls.use_test),
             download=get_bool(cfg, "download", cls.download),
+            on_device=get_bool(cfg, "on_device", cls.on_device),
         )
 
 
@@ -139,6 +141,7 @@ class ImageNetSettings:
     image_size: int = 224
     resize: int = 256  # the evaluation transform's resize before its centre crop
     augment: bool = True
+    max_bad_files: int = 100  # unreadable images skipped before the run stops (cmrepro.data.bad_files)
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> ImageNetSettings:
@@ -147,7 +150,14 @@ class ImageNetSettings:
         if get_bool(cfg, "use_test", False):
             no_test = "imagenet has no labelled test split: set dataset.use_test=false (val/ is the held-out set)"
             raise ValueError(no_test)
-        return cls(root, loader, image_size, resize, augment=get_bool(cfg, "augment", cls.augment))
+        return cls(
+            root,
+            loader,
+            image_size,
+            resize,
+            augment=get_bool(cfg, "augment", cls.augment),
+            max_bad_files=get_int(cfg, "max_bad_files", cls.max_bad_files, minimum=0),
+        )
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,7 @@ class SyntheticImageSettings:
     num_train: int = 512
     num_val: int = 256  # also the size of the test sample under use_test
     use_test: bool = False
+    on_device: bool = False  # the images on the training device (data.on_device)
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> SyntheticImageSettings:
@@ -194,6 +205,7 @@ class SyntheticImageSettings:
             num_train=get_int(cfg, "num_train", cls.num_train),
             num_val=get_int(cfg, "num_val", cls.num_val),
             use_test=get_bool(cfg, "use_test", cls.use_test),
+            on_device=get_bool(cfg, "on_device", cls.on_device),
         )
 
 
@@ -277,6 +289,7 @@ class TinyImageNetSettings:
     val_fraction: float = VAL_FRACTION
     augment: bool = True
     use_test: bool = False  # the official val/ images as each task's test set
+    max_bad_files: int = 100  # unreadable images skipped before the run stops (cmrepro.data.bad_files)
 
     @classmethod
     def from_config(cls, cfg: Mapping, seed: int) -> TinyImageNetSettings:
@@ -292,6 +305,7 @@ class TinyImageNetSettings:
             val_fraction=_fraction(cfg, "val_fraction", cls.val_fraction),
             augment=get_bool(cfg, "augment", cls.augment),
             use_test=get_bool(cfg, "use_test", cls.use_test),
+            max_bad_files=get_int(cfg, "max_bad_files", cls.max_bad_files, minimum=0),
         )
 
 
@@ -308,6 +322,7 @@ class FiveDatasetsSettings:
     val_fraction: float = VAL_FRACTION
     augment: bool = False
     use_test: bool = False  # the official test sets (notMNIST: a held-out tenth)
+    max_bad_files: int = 100  # unreadable notMNIST images skipped before the run stops
 
     @classmethod
     def from_config(cls, cfg: Mapping, seed: int) -> FiveDatasetsSettings:
@@ -323,6 +338,7 @@ class FiveDatasetsSettings:
             val_fraction=_fraction(cfg, "val_fraction", cls.val_fraction),
             augment=get_bool(cfg, "augment", cls.augment),
             use_test=get_bool(cfg, "use_test", cls.use_test),
+            max_bad_files=get_int(cfg, "max_bad_files", cls.max_bad_files, minimum=0),
         )
 
 

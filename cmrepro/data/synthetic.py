@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from .base import DEFAULT_CONTEXT, DataBundle, DataContext, SameEveryEpoch, ShuffledTrainLoader, eval_loader
+from .on_device import OnDeviceEvalBatches, OnDeviceTrainLoader
 from .settings import SyntheticImageSettings, SyntheticTextSettings, stand_in_sizes
 from .text import BpttBatches, batchify, too_short
 
@@ -49,9 +50,9 @@ def noisy_samples(prototypes: torch.Tensor, count: int, generator: torch.Generat
 
 def build_synthetic_image(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """Image classification without files; ``use_test`` adds a third, independent sample
-    of ``num_val`` images."""
+    of ``num_val`` images. Under ``on_device`` the samples stay on ``context.device`` and give
+    the same batches (the images are float and not augmented, so nothing is done to them there)."""
     s = SyntheticImageSettings.from_config(cfg)
-    loader = s.loader
     generator = torch.Generator().manual_seed(seed)
     prototypes = class_prototypes(s.num_classes, s.channels, s.image_size, generator)
     train = noisy_samples(prototypes, s.num_train, generator)
@@ -59,13 +60,29 @@ def build_synthetic_image(cfg: Mapping, seed: int, context: DataContext = DEFAUL
     test = noisy_samples(prototypes, s.num_val, generator) if s.use_test else None
     return DataBundle(
         task="classification",
-        train=ShuffledTrainLoader(train, loader.batch_size, seed, loader.options),
-        val=eval_loader(val, loader.eval_batch_size, loader.options),
-        test=None if test is None else eval_loader(test, loader.eval_batch_size, loader.options),
+        train=_image_train(train, s, seed, context.device),
+        val=_image_eval(val, s, context.device),
+        test=None if test is None else _image_eval(test, s, context.device),
         num_classes=s.num_classes,
         vocab_size=None,
         input_shape=(s.channels, s.image_size, s.image_size),
     )
+
+
+def _image_train(samples: TensorDataset, s: SyntheticImageSettings, seed: int, device: torch.device):
+    batch_size = s.loader.batch_size
+    if s.on_device:
+        images, labels = samples.tensors
+        return OnDeviceTrainLoader(images, labels, batch_size, seed, device=device, normalise=None, augment=False)
+    return ShuffledTrainLoader(samples, batch_size, seed, s.loader.options)
+
+
+def _image_eval(samples: TensorDataset, s: SyntheticImageSettings, device: torch.device):
+    batch_size = s.loader.eval_batch_size
+    if s.on_device:
+        images, labels = samples.tensors
+        return OnDeviceEvalBatches(images, labels, batch_size, device=device, normalise=None)
+    return eval_loader(samples, batch_size, s.loader.options)
 
 
 # ---------------------------------------------------------------- text
@@ -150,8 +167,8 @@ def build_stand_in(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTE
     settings = {**cfg, **shape}
     if "vocab_size" in shape:  # language modelling
         settings.update(num_train_tokens=sizes.get("train_tokens", 2000), num_val_tokens=sizes.get("val_tokens", 400))
-        return build_synthetic_text(settings, seed)
+        return build_synthetic_text(settings, seed, context)
     settings.update(
         num_train=sizes.get("train", 64), num_val=sizes.get("val", 32), image_size=sizes.get("image_size", 16)
     )
-    return build_synthetic_image(settings, seed)
+    return build_synthetic_image(settings, seed, context)

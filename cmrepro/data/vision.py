@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .bad_files import BadFiles, SkipUnreadable, read_rgb
 from .base import (
     DEFAULT_CONTEXT,
     DataBundle,
@@ -23,6 +24,7 @@ from .base import (
     eval_loader,
     prepare_command,
 )
+from .on_device import CROP_PADDING, Normalise, OnDeviceEvalBatches, OnDeviceTrainLoader
 from .settings import CifarSettings, ImageNetSettings
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -87,6 +89,12 @@ CIFAR_FORMATS = {fmt.name: fmt for fmt in (CIFAR10, CIFAR100)}
 
 
 def _cifar_how(fmt: CifarFormat, root: Path) -> str:
+    """How to fix a CIFAR DataError. ``dataset.download=true`` fetches only when files are
+    missing, so it is offered only then; files that are all there but unreadable or malformed
+    need the folder rebuilt."""
+    folder = root / fmt.folder
+    if all((folder / name).is_file() for name in fmt.files):
+        return f"delete {folder} and {prepare_command(fmt.name, root)}"
     return f"{prepare_command(fmt.name, root)} (or set dataset.download=true)"
 
 
@@ -225,7 +233,8 @@ def _crop_flip(size: int):
     # the standard CIFAR one: a random crop of the original size from the image zero-padded
     # by 4 pixels, and a horizontal flip, as the ResNet CIFAR recipe (He et al., 2016) and
     # most CIFAR ResNet34 baselines do.
-    return transforms.Compose([transforms.RandomCrop(size, padding=4), transforms.RandomHorizontalFlip()])
+    crop = transforms.RandomCrop(size, padding=CROP_PADDING)
+    return transforms.Compose([crop, transforms.RandomHorizontalFlip()])
 
 
 def _load_cifar_files(fmt: CifarFormat, root: Path, download: bool) -> Path:
@@ -238,11 +247,45 @@ def _load_cifar_files(fmt: CifarFormat, root: Path, download: bool) -> Path:
     return check_cifar_files(fmt, root)
 
 
+def cifar_train(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    fmt: CifarFormat,
+    settings: CifarSettings,
+    seed: int,
+    device: torch.device,
+):
+    """The bundle's ``train`` over uint8 ``images``: kept on ``device`` under ``dataset.on_device``,
+    else a DataLoader over :class:`NormalisedImages`; the same images in each batch either way."""
+    loader = settings.loader
+    if settings.on_device:
+        normalise = Normalise(fmt.mean, fmt.std)
+        return OnDeviceTrainLoader(
+            images, labels, loader.batch_size, seed, device=device, normalise=normalise, augment=settings.augment
+        )
+    dataset = NormalisedImages(images, labels, fmt.mean, fmt.std, augment=settings.augment)
+    return ShuffledTrainLoader(dataset, loader.batch_size, seed, loader.options)
+
+
+def cifar_eval(
+    images: torch.Tensor, labels: torch.Tensor, fmt: CifarFormat, settings: CifarSettings, device: torch.device
+):
+    """Validation or test batches, in set order; on ``device`` under ``dataset.on_device`` too, since
+    evaluating through the loader path would bring back, for 10K images every epoch, the per-image
+    host work that ``on_device`` takes out of training."""
+    loader = settings.loader
+    if settings.on_device:
+        normalise = Normalise(fmt.mean, fmt.std)
+        return OnDeviceEvalBatches(images, labels, loader.eval_batch_size, device=device, normalise=normalise)
+    dataset = NormalisedImages(images, labels, fmt.mean, fmt.std, augment=False)
+    return eval_loader(dataset, loader.eval_batch_size, loader.options)
+
+
 def build_cifar(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """CIFAR10/100: the 50K training images split into train and ``val_size`` validation
     images, and the official test set as ``test`` when ``use_test``."""
     settings = CifarSettings.from_config(cfg)
-    fmt, root, loader = CIFAR_FORMATS[settings.name], settings.root, settings.loader
+    fmt, root, device = CIFAR_FORMATS[settings.name], settings.root, context.device
     folder = _load_cifar_files(fmt, root, settings.download)
     check_cifar_meta(fmt, folder, root)
     images, labels = read_cifar_split(fmt, folder, fmt.train_files, root)
@@ -250,19 +293,14 @@ def build_cifar(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT)
         found = f"{len(labels)} training images, not more than dataset.val_size={settings.val_size}"
         raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root))
     train_idx, val_idx = split_indices(len(labels), settings.val_size, settings.split_seed)
-
-    def dataset(idx: torch.Tensor, aug: bool) -> NormalisedImages:
-        return NormalisedImages(images[idx], labels[idx], fmt.mean, fmt.std, augment=aug)
-
     test = None
     if settings.use_test:
         test_images, test_labels = read_cifar_split(fmt, folder, (fmt.test_file,), root)
-        test_set = NormalisedImages(test_images, test_labels, fmt.mean, fmt.std, augment=False)
-        test = eval_loader(test_set, loader.eval_batch_size, loader.options)
+        test = cifar_eval(test_images, test_labels, fmt, settings, device)
     return DataBundle(
         task="classification",
-        train=ShuffledTrainLoader(dataset(train_idx, settings.augment), loader.batch_size, seed, loader.options),
-        val=eval_loader(dataset(val_idx, False), loader.eval_batch_size, loader.options),
+        train=cifar_train(images[train_idx], labels[train_idx], fmt, settings, seed, device),
+        val=cifar_eval(images[val_idx], labels[val_idx], fmt, settings, device),
         test=test,
         num_classes=fmt.num_classes,
         vocab_size=None,
@@ -316,26 +354,33 @@ def imagenet_transforms(image_size: int, resize: int, *, augment: bool):
     return train, evaluate
 
 
-def _image_folder(path: Path, transform, how: str):
+def _image_folder(path: Path, transform, how: str, bad_files: BadFiles) -> SkipUnreadable:
+    """The images of ``path``'s class folders; an image that cannot be decoded is skipped
+    (:mod:`.bad_files`), not a crash in the middle of an epoch."""
     from torchvision.datasets import ImageFolder
 
     try:
-        return ImageFolder(str(path), transform=transform)
+        images = ImageFolder(str(path), transform=transform, loader=read_rgb)
     except OSError as exc:
         # e.g. a class folder without any image file
         raise data_error("imagenet", f"{path} holding one folder of images per class", str(exc), how) from exc
+    return SkipUnreadable(images, bad_files)
 
 
 def build_imagenet(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT) -> DataBundle:
     """ImageNet from ``train/`` and ``val/`` class folders; the validation images serve as
-    ``val`` (the labelled test set is not public)."""
+    ``val`` (the labelled test set is not public). Unreadable images are skipped, up to
+    ``dataset.max_bad_files``, and recorded in the run directory."""
     settings = ImageNetSettings.from_config(cfg)
     root, loader = settings.root, settings.loader
     classes = check_imagenet_folders(root)
     train_tf, eval_tf = imagenet_transforms(settings.image_size, settings.resize, augment=settings.augment)
     how = _imagenet_how(root)
-    train_set = _image_folder(root / "train", train_tf, how)
-    val_set = _image_folder(root / "val", eval_tf, how)
+    intact = f"replace them with intact copies from the archives, or rebuild the folder: {how}"
+    bad_files = BadFiles("imagenet", root, settings.max_bad_files, context.run_dir, intact)
+    bad_files.note_recorded()
+    train_set = _image_folder(root / "train", train_tf, how, bad_files)
+    val_set = _image_folder(root / "val", eval_tf, how, bad_files)
     return DataBundle(
         task="classification",
         train=ShuffledTrainLoader(train_set, loader.batch_size, seed, loader.options),

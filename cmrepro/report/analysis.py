@@ -1,14 +1,14 @@
 """The training-time analysis figures (Figures 8, 9, 10, 19, 20) and Table 14, from run directories.
 
 ``FIGURES[name](runs_root, out_dir)`` writes ``<out_dir>/<name>*.png`` (and, where the paper
-gives numbers, a CSV / markdown beside it) and returns the paths written. Curves are the mean
+gives numbers, a CSV / markdown beside it) and returns the paths written, none when there is
+nothing to draw (:func:`nothing_to_draw` says why, for the CLI). Curves are the mean
 over seeds per epoch with the seeds' range as a band; bars are the mean over seeds with the
 sample standard deviation as error bar. Figures of a smoke run say so in their title.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +68,7 @@ def figure9(runs_root: Path, out_dir: Path) -> list[Path]:
     runs = _finished(runs_root, "figure9")
     rows = _metrics_of(runs_root, "figure9")
     if runs.empty or "sharpness" not in rows:
-        return _nothing("figure9", runs_root)
+        return []  # nothing to draw: the CLI says why
     final = rows.dropna(subset=["sharpness"]).sort_values("epoch").groupby("run_dir")["sharpness"].last()
     runs = runs.assign(final_sharpness=runs["run_dir"].map(final)).dropna(subset=["final_sharpness"])
     cells = _mean_std(runs.astype({"topC": int}), ["dataset", "topC"], "final_sharpness")
@@ -86,7 +86,7 @@ def figure10(runs_root: Path, out_dir: Path) -> list[Path]:
     """Best validation accuracy of the best grid setting for each batch size (left) and buffer size (right)."""
     runs = _finished(runs_root, *(table for table, _, _ in FIGURE10_STUDIES))
     if runs.empty:
-        return _nothing("figure10", runs_root)
+        return []  # nothing to draw: the CLI says why
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     chosen = []
     for ax, (table, varied, label) in zip(axes, FIGURE10_STUDIES):
@@ -118,7 +118,7 @@ def figure19(runs_root: Path, out_dir: Path) -> list[Path]:
     """m-sharpness per epoch and optimizer, one panel per dataset."""
     rows = _metrics_of(runs_root, "figure19")
     if rows.empty:
-        return _nothing("figure19", runs_root)
+        return []  # nothing to draw: the CLI says why
     datasets = list(dict.fromkeys(rows["dataset"]))
     figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
     for ax, dataset in zip(axes.flat, datasets):
@@ -134,7 +134,7 @@ def figure20(runs_root: Path, out_dir: Path) -> list[Path]:
     """Sharpness per epoch of Adam at each learning rate, and Table 14 (best validation accuracy) beside it."""
     rows = _metrics_of(runs_root, "figure20")
     if rows.empty:
-        return _nothing("figure20", runs_root)
+        return []  # nothing to draw: the CLI says why
     figure, ax = plt.subplots(figsize=(5, 3.8))
     for lr, group in sorted(rows.groupby("run_lr"), key=lambda item: -item[0]):
         _curve(ax, group, "sharpness", f"lr={lr:g}", None)
@@ -166,6 +166,14 @@ FIGURES: dict[str, Callable[[Path, Path], list[Path]]] = {
     "figure10": figure10,
     "figure19": figure19,
     "figure20": figure20,
+}
+# The benchmark.table of each figure's runs (Table 14 is drawn from Figure 20's).
+FIGURE_TABLES: dict[str, tuple[str, ...]] = {
+    "figure8": ("figure8",),
+    "figure9": ("figure9",),
+    "figure10": tuple(table for table, _, _ in FIGURE10_STUDIES),
+    "figure19": ("figure19",),
+    "figure20": ("figure20",),
 }
 
 
@@ -207,9 +215,18 @@ def _scale_note(frame: pd.DataFrame) -> str:
     return " (smoke run)" if "scale" in frame and (frame["scale"] == "smoke").any() else ""
 
 
-def _nothing(name: str, runs_root: Path) -> list[Path]:
-    print(f"cmrepro.report: no finished runs of {name} under {runs_root}", file=sys.stderr)
-    return []
+def nothing_to_draw(name: str, runs_root: Path) -> str:
+    """One line: why figure ``name`` drew nothing from ``runs_root``, what it looked for, and the fix."""
+    tables = FIGURE_TABLES[name]
+    runs = load_runs(runs_root)
+    runs = runs[runs["table"].isin(tables)]
+    counts = ", ".join(f"{count} {status}" for status, count in runs["status"].value_counts().items())
+    found = f"{len(runs)} runs of it ({counts}), none yet with what it draws" if len(runs) else "no runs of it"
+    return (
+        f"nothing to draw for {name}: {found} under {runs_root} (result.json with benchmark.table "
+        f"{' or '.join(tables)}); run `make {name}` first, or pass --runs where its runs are "
+        f"(`make {name}-smoke` writes results/smoke/runs)"
+    )
 
 
 # ---------------------------------------------------------------- drawing

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .tables import SMOKE, diverged_count, mixed_scales, shows_diverged
+
 
 def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
     """A GitHub-flavoured markdown table; cells are written with ``str`` and ``|`` escaped."""
@@ -25,7 +27,9 @@ def _markdown_cell(value) -> str:
 
 def latex_table(cells: pd.DataFrame, caption: str) -> str:
     """The paper's layout as a booktabs tabular: optimizers as rows, datasets (x metric) as
-    columns, each entry ``ours +- std (paper)``; ``--`` where we have no finished run."""
+    columns, each entry ``ours +- std (paper)``; ``--`` where we have no finished run, ``diverged
+    k/5`` where every run that ended diverged; smoke cells of a table that mixes scales get a dagger."""
+    mark = mixed_scales(cells)
     cells = cells.assign(column=cells["dataset"] + (" " + cells["metric"] if cells["metric"].nunique() > 1 else ""))
     columns = list(dict.fromkeys(cells["column"]))
     lines = [
@@ -37,7 +41,7 @@ def latex_table(cells: pd.DataFrame, caption: str) -> str:
         "\\midrule",
     ]
     for optimizer, rows in cells.groupby("optimizer", sort=False):
-        entries = {row["column"]: _latex_entry(row) for _, row in rows.iterrows()}
+        entries = {row["column"]: _latex_entry(row, mark) for _, row in rows.iterrows()}
         name = rows["paper_name"].iloc[0] if "paper_name" in rows else optimizer
         lines.append(_latex_escape(name) + " & " + " & ".join(entries.get(c, "") for c in columns) + " \\\\")
     lines += [
@@ -49,8 +53,13 @@ def latex_table(cells: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _latex_entry(cell: pd.Series) -> str:
-    ours = "--" if pd.isna(cell["mean"]) else _latex_mean_std(cell["mean"], cell["std"])
+def _latex_entry(cell: pd.Series, mark_smoke: bool = False) -> str:
+    if shows_diverged(cell):
+        ours = diverged_count(cell)
+    else:
+        ours = "--" if pd.isna(cell["mean"]) else _latex_mean_std(cell["mean"], cell["std"])
+        ours += f" [{diverged_count(cell)}]" if cell["diverged"] else ""
+    ours += "$^\\dagger$" if mark_smoke and cell["scale"] == SMOKE else ""
     return ours if pd.isna(cell["paper_mean"]) else f"{ours} ({cell['paper_mean']:.1f})"
 
 

@@ -1,5 +1,12 @@
 """Write one paper table's report: cells beside the paper's (md, csv, tex), run counts, the
-runs that did not finish, and the validation curves; or, for a grid, the chosen settings."""
+runs that did not finish, and the validation curves; or, for a grid, the chosen settings.
+
+Nothing is written, and :class:`~.run_table.ReportError` says why in one line, when the table
+has no runs under the root, when a run's metrics.jsonl shows that two processes trained it at
+once, or when a cell would pool smoke-scale and full-scale runs: a table with a wrong cell is
+worse than none. A table of smoke runs says so in its title; one that mixes smoke and full
+cells says which are smoke (a smoke check of one optimizer beside finished runs is legitimate).
+"""
 
 from __future__ import annotations
 
@@ -12,17 +19,23 @@ from ..paper_names import PAPER_NAME_OF_DATASET, PAPER_NAME_OF_OPTIMIZER
 from .curves import plot_validation_curves
 from .notes import caption_note, table_notes
 from .render import latex_table, markdown_table
-from .run_table import load_metrics, load_runs, setting_label
+from .run_table import ReportError, load_metrics, load_runs, setting_label
 from .speedup import WINDOW, speedup_cells
 from .tables import (
+    MIXED,
     QUOTED_FROM,
     SEEDS_PER_CELL,
     best_cells,
     compare,
+    diverged_count,
     grid_choice,
+    inherit_statuses,
+    is_diverged,
+    is_missing,
     paper_cells,
     paper_layout,
     quoted_cells,
+    scale_title,
 )
 
 PAPER_BEST_SETTINGS = PAPER_DATA / "best_hyperparameters.csv"
@@ -35,36 +48,67 @@ CAPTIONS = {
     "best CIFAR10 setting, Table 10) beside Adam+CM and Adam+SAM+CM, whose cells are Table 2's runs "
     "(make reproduce-table2).",
 }
+# The make target that runs each table's best-settings runs (grids: grid-<table>).
+MAKE_TARGETS = {"table2": "reproduce-table2", "table3": "reproduce-table3", "table4": "reproduce-table4",
+                "appendix": "reproduce-meg"}  # fmt: skip
 
 
 def write_table_report(table: str, runs_root: Path, tables_dir: Path, figures_dir: Path) -> list[Path]:
     """``<tables_dir>/<table>.{md,csv,tex}`` and the curves; returns the files written."""
-    runs = load_runs(runs_root)
-    metrics = load_metrics(runs_root, runs)
+    every_run = load_runs(runs_root)
+    # The runs whose cells the table shows: its own best-settings runs and those it quotes.
+    runs = every_run[every_run["table"].isin([table, QUOTED_FROM.get(table)]) & (every_run["kind"] == "best")]
+    metrics = load_metrics(runs_root, runs)  # refuses a run that two processes trained at once
     ours, paper = best_cells(runs, table), paper_cells(table)
-    if table == "table3":
-        ours = pd.concat([ours, speedup_cells(metrics, table)], ignore_index=True)
     if table in QUOTED_FROM:
         ours = pd.concat([ours, quoted_cells(runs, table, ours, paper)], ignore_index=True)
+    if ours.empty:
+        raise ReportError(
+            f"no runs of {table} under {runs_root} (result.json with benchmark.table {table}, kind best); "
+            f"run `make {MAKE_TARGETS.get(table, 'reproduce-' + table)}` first, or pass --runs where they are "
+            "(SCALE=smoke writes results/smoke/runs)"
+        )
+    check_one_scale(ours, table, runs_root)
+    if table == "table3":
+        speedup = inherit_statuses(speedup_cells(metrics, table), ours, "speedup")
+        ours = pd.concat([ours, speedup], ignore_index=True)
     cells = compare(ours, paper)
     tables_dir.mkdir(parents=True, exist_ok=True)
     paths = [tables_dir / f"{table}.{suffix}" for suffix in ("md", "csv", "tex")]
-    best_runs = runs[(runs["table"] == table) & (runs["kind"] == "best")]
-    paths[0].write_text(_table_markdown(table, cells, best_runs, table_notes(table, runs)))
+    own_runs = runs[runs["table"] == table]
+    paths[0].write_text(_table_markdown(table, cells, own_runs, table_notes(table, every_run)))
     cells.to_csv(paths[1], index=False)
     named = cells.assign(paper_name=cells["optimizer"].map(PAPER_NAME_OF_OPTIMIZER).fillna(cells["optimizer"]))
-    paths[2].write_text(latex_table(named, f"{CAPTIONS.get(table, table)} {caption_note(table, runs)}".strip()))
+    paths[2].write_text(latex_table(named, _latex_caption(table, cells, every_run)))
     return paths + plot_validation_curves(metrics, table, figures_dir)
+
+
+def check_one_scale(cells: pd.DataFrame, table: str, runs_root: Path) -> None:
+    """Refuse cells that pool smoke-scale and full-scale runs: their mean is of neither."""
+    mixed = cells[cells["scale"] == MIXED]
+    if not mixed.empty:
+        names = ", ".join(dict.fromkeys(f"{row.dataset}/{row.optimizer}" for row in mixed.itertuples()))
+        raise ReportError(
+            f"{table} cells {names} pool smoke-scale and full-scale runs under {runs_root}; smoke runs "
+            "(dataset.stand_in set) belong under results/smoke/runs: move them there and re-run the report"
+        )
+
+
+def _latex_caption(table: str, cells: pd.DataFrame, runs: pd.DataFrame) -> str:
+    scale = scale_title(cells, mark="$\\dagger$")
+    scale = f"{scale[:1].upper()}{scale[1:]}. " if scale else ""
+    return f"{scale}{CAPTIONS.get(table, table)} {caption_note(table, runs)}".strip()
 
 
 def _table_markdown(table: str, cells: pd.DataFrame, runs: pd.DataFrame, notes: tuple[str, str] = ("", "")) -> str:
     """The report's markdown; ``notes``: what goes above and below the cells (:mod:`.notes`)."""
-    missing = cells[cells["mean"].isna()]
+    missing, diverged = cells[is_missing(cells)], cells[is_diverged(cells)]
     above, below = notes
     parts = [
-        f"# {table}: ours beside the paper's\n",
+        _heading(f"{table}: ours beside the paper's", cells),
         f"{CAPTIONS.get(table, '')} Each cell: ours (mean ± sample std over finished seeds) · the paper's · "
-        f"Δ = ours − paper, ✓ where |Δ| ≤ the paper's std · n = finished runs of {SEEDS_PER_CELL}.\n",
+        f"Δ = ours − paper, ✓ where |Δ| ≤ the paper's std · n = finished runs of {SEEDS_PER_CELL} · "
+        "diverged k/5: runs ended by a non-finite loss, left out of the mean.\n",
         *([above] if above else []),
         markdown_table(paper_layout(cells)),
         *([below] if below else []),
@@ -79,10 +123,21 @@ def _table_markdown(table: str, cells: pd.DataFrame, runs: pd.DataFrame, notes: 
     if not missing.empty:
         names = ", ".join(f"{row.dataset}/{row.optimizer} ({row.metric})" for row in missing.itertuples())
         parts.append(f"**Missing cells** ({len(missing)}): {names}.\n")
+    if not diverged.empty:
+        names = ", ".join(
+            f"{c['dataset']}/{c['optimizer']} ({c['metric']}, {diverged_count(c)})" for _, c in diverged.iterrows()
+        )
+        parts.append(f"**Diverged cells** ({len(diverged)}), every run a non-finite loss: {names}.\n")
     unfinished = runs[runs["status"] != "done"]
     if not unfinished.empty:
         parts += ["## Runs that did not finish\n", markdown_table(unfinished[["run_dir", "status", "error"]], False)]
     return "\n".join(parts)
+
+
+def _heading(title: str, cells: pd.DataFrame) -> str:
+    """The markdown title, saying when the cells are smoke output (:func:`~.tables.scale_title`)."""
+    scale = scale_title(cells)
+    return f"# {title}{f' ({scale})' if scale else ''}\n"
 
 
 def _status_line(runs: pd.DataFrame) -> str:
@@ -96,15 +151,23 @@ def write_grid_report(table: str, runs_root: Path, tables_dir: Path) -> list[Pat
     """``<tables_dir>/<table>_grid.{md,csv}``: per (dataset, optimizer) the grid setting with the
     best mean validation metric, how many settings were tried, and the paper's best setting."""
     runs = load_runs(runs_root)
+    grid = runs[(runs["table"] == table) & (runs["kind"] == "grid")]
+    load_metrics(runs_root, grid)  # read for its check only: refuses a run that two processes trained at once
     chosen = grid_choice(runs, table)
+    if chosen.empty:
+        raise ReportError(
+            f"no grid runs of {table} under {runs_root} (result.json with benchmark.table {table}, kind grid); "
+            f"run `make grid-{table}` first, or pass --runs where they are (SCALE=smoke writes results/smoke/runs)"
+        )
+    check_one_scale(chosen, table, runs_root)
     paper = pd.read_csv(PAPER_BEST_SETTINGS)
     chosen["paper_setting"] = [_paper_setting(paper, row.dataset, row.optimizer) for row in chosen.itertuples()]
     tables_dir.mkdir(parents=True, exist_ok=True)
     paths = [tables_dir / f"{table}_grid.md", tables_dir / f"{table}_grid.csv"]
-    columns = ["dataset", "optimizer", "setting", "metric", "mean", "runs", "not_done", "settings_tried"]
+    columns = ["dataset", "optimizer", "setting", "metric", "mean", "runs", "diverged", "not_done", "settings_tried"]
     header = (
-        f"# {table}: best grid settings\n\nPer (dataset, optimizer), the setting with the best mean validation "
-        "metric over its finished runs, beside the paper's best setting (Tables 9, 10, 13).\n\n"
+        f"{_heading(f'{table}: best grid settings', chosen)}\nPer (dataset, optimizer), the setting with the best "
+        "mean validation metric over its finished runs, beside the paper's best setting (Tables 9, 10, 13).\n\n"
     )
     paths[0].write_text(header + markdown_table(chosen[[*columns, "paper_setting"]], index=False))
     chosen.to_csv(paths[1], index=False)

@@ -3,8 +3,13 @@
 A cell is one (dataset, optimizer) of a table: the mean and standard deviation over
 seeds of each run's best validation metric (the paper reports "best validation
 accuracy / perplexity achieved during training", averaged over five seeds). Only runs
-that finished (``done``) enter a cell; every other run is counted in the cell's
-``not_done`` column, and a cell with no finished run is written as missing, never dropped.
+that finished (``done``) enter a cell; runs ended by a non-finite loss are counted in the
+cell's ``diverged`` column and every other run (running, failed) in ``not_done``. A cell with
+no finished run is written as diverged when every run of it ended so, else as missing; never
+dropped.
+
+A cell's ``scale`` is its runs' (``smoke``: stand-in data and a few steps, ``full``); a table of
+smoke runs says so in its title, and one that mixes scales marks its smoke cells.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pandas as pd
 
 from ..paper_data import PAPER_DATA
 from ..paper_names import CONFIG_NAME_OF_PAPER_DATASET, FACTORY_NAME_OF_PAPER_OPTIMIZER, PAPER_NAME_OF_OPTIMIZER
+from ..run_files import DIVERGED, DONE
 
 PAPER_TABLES = PAPER_DATA / "tables.csv"
 # Tables whose published cells live in a file of their own: "appendix" holds the numbers the
@@ -29,10 +35,15 @@ SEEDS_PER_CELL = 5
 # Metrics where lower is better; for the others higher is.
 LOWER_IS_BETTER = ("val_perplexity", "val_loss")
 
-CELL_COLUMNS = [
-    "table", "dataset", "optimizer", "metric", "mean", "std", "runs", "not_done", "settings",
-    "paper_mean", "paper_std", "difference", "within_paper_std",
-]  # fmt: skip
+# The columns of our cells (before the paper's are joined); a cell's run counts and scale, which
+# every metric of one (dataset, optimizer) shares, are STATUS_COLUMNS.
+STATUS_COLUMNS = ["diverged", "not_done", "scale"]
+VALUE_COLUMNS = ["metric", "mean", "std", "runs", "diverged", "not_done", "settings", "scale"]
+OUR_COLUMNS = ["table", "dataset", "optimizer", *VALUE_COLUMNS]
+CELL_COLUMNS = [*OUR_COLUMNS, "paper_mean", "paper_std", "difference", "within_paper_std"]
+SMOKE, FULL, MIXED = "smoke", "full", "mixed"
+SMOKE_MARK = "†"
+SMOKE_WORDS = "stand-in data, a few steps; not comparable to the paper"
 
 
 def paper_cells(table: str, path: Path | None = None) -> pd.DataFrame:
@@ -51,6 +62,7 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     cells = paper[[*keys, "paper_mean", "paper_std"]].merge(ours, on=keys, how="outer", sort=False)
     cells = _in_paper_order(cells, paper)
     cells["runs"] = cells["runs"].fillna(0).astype(int)
+    cells["diverged"] = cells["diverged"].fillna(0).astype(int)
     cells["not_done"] = cells["not_done"].fillna(0).astype(int)
     cells["settings"] = cells["settings"].fillna(0).astype(int)
     cells["difference"] = cells["mean"] - cells["paper_mean"]
@@ -88,20 +100,46 @@ def quoted_cells(runs: pd.DataFrame, table: str, ours: pd.DataFrame, paper: pd.D
     return best_cells(runs, QUOTED_FROM[table]).merge(wanted, on=keys).assign(table=table)
 
 
+def inherit_statuses(derived: pd.DataFrame, base: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``derived``: cells of ``metric`` computed from the finished runs of ``base``'s cells (Table
+    3's speed-up); one for every (dataset, optimizer) of ``base``, with its diverged and not-done
+    counts and scale, so that a pair whose runs all diverged says so in each of its metrics."""
+    keys = ["table", "dataset", "optimizer"]
+    cells = base[[*keys, *STATUS_COLUMNS]].merge(
+        derived.drop(columns=STATUS_COLUMNS, errors="ignore"), on=keys, how="left"
+    )
+    counts = {key: cells[key].fillna(0).astype(int) for key in ("runs", "settings")}
+    return cells.assign(metric=metric, **counts)[OUR_COLUMNS]
+
+
 def _cells(runs: pd.DataFrame, table: str, keys: list[str]) -> pd.DataFrame:
+    columns = ["table", *keys, *VALUE_COLUMNS]
     if runs.empty:
-        return pd.DataFrame(columns=["table", *keys, "metric", "mean", "std", "runs", "not_done", "settings"])
-    done = runs["status"] == "done"
-    grouped = runs.assign(value=runs["best"].where(done), done=done).groupby(keys, sort=False, dropna=False)
-    cells = grouped.agg(
-        metric=("monitor", "first"),
-        mean=("value", "mean"),
-        std=("value", "std"),  # the sample standard deviation (ddof=1) over seeds
-        runs=("done", "sum"),
-        not_done=("done", lambda d: int((~d).sum())),
-        settings=("setting", "nunique"),  # > 1: runs of different settings were pooled; the report says so
-    ).reset_index()
-    return cells.assign(table=table)
+        return pd.DataFrame(columns=columns)
+    done, diverged = runs["status"] == DONE, runs["status"] == DIVERGED
+    values = runs.assign(value=runs["best"].where(done), done=done, diverged=diverged)
+    cells = (
+        values.groupby(keys, sort=False, dropna=False)
+        .agg(
+            metric=("monitor", "first"),
+            mean=("value", "mean"),
+            std=("value", "std"),  # the sample standard deviation (ddof=1) over seeds
+            runs=("done", "sum"),
+            diverged=("diverged", "sum"),
+            total=("status", "size"),
+            settings=("setting", "nunique"),  # > 1: runs of different settings were pooled; the report says so
+            scale=("scale", _scale),
+        )
+        .reset_index()
+    )
+    cells["not_done"] = cells.pop("total") - cells["runs"] - cells["diverged"]
+    return cells.assign(table=table)[columns]
+
+
+def _scale(scales: pd.Series) -> str | None:
+    """A cell's scale: its runs' one scale, or ``mixed``."""
+    found = set(scales.dropna())
+    return found.pop() if len(found) == 1 else (MIXED if found else None)
 
 
 def grid_choice(runs: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -124,7 +162,9 @@ def grid_choice(runs: pd.DataFrame, table: str) -> pd.DataFrame:
 def paper_layout(cells: pd.DataFrame) -> pd.DataFrame:
     """Optimizers as rows and datasets (x metric, when a table has several) as columns, in
     the paper's order; each entry says ours, the paper's, the difference and the run count."""
-    cells = cells.assign(entry=cells.apply(_entry, axis=1), row=cells["optimizer"].map(PAPER_NAME_OF_OPTIMIZER))
+    mark = mixed_scales(cells)
+    entries = cells.apply(_entry, axis=1, mark_smoke=mark)
+    cells = cells.assign(entry=entries, row=cells["optimizer"].map(PAPER_NAME_OF_OPTIMIZER))
     several_metrics = cells["metric"].nunique() > 1
     cells["column"] = cells["dataset"] + (" " + cells["metric"] if several_metrics else "")
     wide = cells.pivot_table(index="row", columns="column", values="entry", aggfunc="first", sort=False)
@@ -134,18 +174,65 @@ def paper_layout(cells: pd.DataFrame) -> pd.DataFrame:
     return wide.fillna("")
 
 
-def _entry(cell: pd.Series) -> str:
-    runs = f"n={cell['runs']}/{SEEDS_PER_CELL}" + (f", {cell['not_done']} not done" if cell["not_done"] else "")
+def _entry(cell: pd.Series, mark_smoke: bool = False) -> str:
+    runs = f"n={cell['runs']}/{SEEDS_PER_CELL}"
+    if cell["diverged"] and not shows_diverged(cell):
+        runs += f", {diverged_count(cell)}"
+    if cell["not_done"]:
+        runs += f", {cell['not_done']} not done"
     if cell["settings"] > 1:
         runs += f", ⚠ {cell['settings']} settings pooled"
-    ours = "missing" if pd.isna(cell["mean"]) else _mean_std(cell["mean"], cell["std"])
+    ours = _ours(cell) + (f" {SMOKE_MARK}" if mark_smoke and cell["scale"] == SMOKE else "")
     if pd.isna(cell["paper_mean"]):
         return f"{ours} ({runs})"
     paper = _mean_std(cell["paper_mean"], cell["paper_std"])
     if pd.isna(cell["mean"]):
-        return f"missing · paper {paper} ({runs})"
+        return f"{ours} · paper {paper} ({runs})"
     mark = " ✓" if cell["within_paper_std"] is True else ""
     return f"{ours} · paper {paper} · Δ {cell['difference']:+.1f}{mark} ({runs})"
+
+
+def _ours(cell: pd.Series) -> str:
+    if not pd.isna(cell["mean"]):
+        return _mean_std(cell["mean"], cell["std"])
+    return diverged_count(cell) if shows_diverged(cell) else "missing"
+
+
+def shows_diverged(cell: pd.Series) -> bool:
+    """Whether the cell is written as ``diverged k/5`` in place of a value: no run of it finished
+    and some diverged. (A speed-up that finished runs never reached is missing, not diverged.)"""
+    return pd.isna(cell["mean"]) and cell["runs"] == 0 and cell["diverged"] > 0
+
+
+def diverged_count(cell: pd.Series) -> str:
+    """``"diverged 2/5"``: how many of the cell's seeds ended with a non-finite loss."""
+    return f"diverged {cell['diverged']}/{SEEDS_PER_CELL}"
+
+
+def is_diverged(cells: pd.DataFrame) -> pd.Series:
+    """Cells without a value because every run of theirs diverged (none is still to come)."""
+    return cells["mean"].isna() & (cells["runs"] == 0) & (cells["diverged"] > 0) & (cells["not_done"] == 0)
+
+
+def is_missing(cells: pd.DataFrame) -> pd.Series:
+    """Cells without a value that runs could still give: none, or some that did not finish."""
+    return cells["mean"].isna() & ~is_diverged(cells)
+
+
+def mixed_scales(cells: pd.DataFrame) -> bool:
+    """Whether some cells are of smoke runs and others of full-scale runs."""
+    return {SMOKE, FULL} <= set(cells["scale"].dropna())
+
+
+def scale_title(cells: pd.DataFrame, mark: str = SMOKE_MARK) -> str:
+    """What a table's title says of its scale: "" for full-scale runs; that it is smoke output,
+    or, when it mixes scales, that the cells marked ``mark`` are."""
+    scales = set(cells["scale"].dropna())
+    if scales == {SMOKE}:
+        return f"smoke scale: {SMOKE_WORDS}"
+    if mixed_scales(cells):
+        return f"mixed scales: cells marked {mark} are smoke scale ({SMOKE_WORDS})"
+    return ""
 
 
 def _mean_std(mean: float, std: float) -> str:

@@ -7,5 +7,6 @@ needs no Hydra (``cmrepro.train`` is the Hydra entry point around it).
 from .checkpoint import CheckpointError
 from .checks import ConfigError, check_config
 from .dispatch import train
+from .interrupts import Interrupted
 
-__all__ = ["CheckpointError", "ConfigError", "check_config", "train"]
+__all__ = ["CheckpointError", "ConfigError", "Interrupted", "check_config", "train"]

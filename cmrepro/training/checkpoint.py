@@ -7,6 +7,7 @@ fields as top-level keys. Its file name is :data:`cmrepro.run_files.CHECKPOINT`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -19,6 +20,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from ..run_files import CHECKPOINT
+from .distributed import ONE_PROCESS, DistEnv
 from .run_state import RunState
 
 
@@ -53,10 +55,23 @@ def save_atomic(payload: dict, path: Path) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, model: nn.Module, optimizer: Optimizer, config: dict, state: RunState, metrics: dict | None = None
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: Optimizer,
+    config: dict,
+    state: RunState,
+    metrics: dict | None = None,
+    env: DistEnv = ONE_PROCESS,
 ) -> None:
-    """Checkpoint the run after its latest epoch (``state.epoch``); ``metrics``: the analysis metrics' state."""
+    """Checkpoint the run after its latest epoch (``state.epoch``); ``metrics``: the analysis metrics' state.
+
+    In a distributed run every process calls it (to hand its torch generator to rank 0) and rank 0
+    writes the one checkpoint; the model and optimizer state are the same on every process."""
+    rank_rng = gather_rank_rng(env)
+    if not env.is_main:
+        return
     payload = dict(
+        rank_rng=rank_rng,
         model=model.state_dict(),
         optimizer=optimizer.state_dict(),
         # Kept for a layout every cmrepro checkpoint shares; the learning rate is a function of the
@@ -102,12 +117,36 @@ def rng_state() -> dict:
     return state
 
 
-def restore_rng(state: dict) -> None:
+def restore_rng(state: dict, rank_states: list | None = None, env: DistEnv = ONE_PROCESS) -> None:
+    """Every generator as ``state`` (rank 0's) has it; in a distributed run, each process's torch
+    generator as ``rank_states`` (:func:`gather_rank_rng`) has it, when the checkpoint was written
+    by as many processes (else it is seeded afresh for the rank: a resume with another process
+    count is not exact where the loaders augment on torch's generator)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if env.enabled and not env.is_main:
+        if rank_states is not None and len(rank_states) == env.world_size:
+            torch.set_rng_state(rank_states[env.rank])
+        else:
+            torch.manual_seed(_derived_seed(state["torch"], env.rank))
+
+
+def _derived_seed(generator_state: torch.Tensor, rank: int) -> int:
+    """A seed for ``rank`` drawn from rank 0's generator state, drawing nothing from any generator."""
+    digest = hashlib.sha256(generator_state.numpy().tobytes() + rank.to_bytes(4, "little")).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def gather_rank_rng(env: DistEnv) -> list | None:
+    """Every process's torch generator state, in rank order (every process must call it); None in one process."""
+    if not env.enabled:
+        return None
+    states: list = [None] * env.world_size
+    torch.distributed.all_gather_object(states, torch.get_rng_state())
+    return states
 
 
 def seed_everything(seed: int) -> None:

@@ -44,7 +44,8 @@ def _check_trainer(cfg: Mapping) -> None:
     is_list = isinstance(milestones, list | tuple)
     valid = is_list and all(is_integer(m) and 1 <= m <= epochs for m in milestones)
     shown = list(milestones) if is_list else milestones
-    check(valid, "trainer.lr_milestones", shown, f"epochs between 1 and {epochs}", ConfigError)
+    expected = f"epochs between 1 and trainer.epochs={epochs}; for a shorter run set trainer.lr_milestones=[]"
+    check(valid, "trainer.lr_milestones", shown, expected, ConfigError)
     _check_positive("trainer.lr_gamma", cfg["lr_gamma"])
     if cfg["grad_clip"] is not None:
         _check_positive("trainer.grad_clip", cfg["grad_clip"])
@@ -57,8 +58,9 @@ def _check_trainer(cfg: Mapping) -> None:
         compile_mode(cfg.get("compile", False))
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    for switch in ("checkpoint", "keep_checkpoint"):
+    for switch in ("checkpoint", "keep_checkpoint", "sync_batchnorm"):
         check_bool(f"trainer.{switch}", cfg[switch])
+    _check_positive("trainer.dist_timeout_s", cfg["dist_timeout_s"])
     if cfg["max_steps_per_epoch"] is not None:
         _check_int("trainer.max_steps_per_epoch", cfg["max_steps_per_epoch"], minimum=1)
 

@@ -4,23 +4,28 @@ The one place that decides which loop trains a run (:mod:`.supervised`, or :mod:
 the task streams) and the one writer of a failed run's result.json. A run directory holds
 ``checkpoint.pt`` (written atomically after every epoch), ``metrics.jsonl`` (one row per
 finished epoch, or task) and ``result.json``: ``running`` from the start, then ``done``,
-``diverged`` or ``failed`` (:mod:`cmrepro.run_files`). Re-running an ended run does nothing;
-re-running a killed or failed one continues from its last checkpoint and ends with the metrics
-an uninterrupted run would have had.
+``diverged``, ``failed`` or ``interrupted`` (:mod:`cmrepro.run_files`). Re-running an ended run
+does nothing; re-running a killed, failed or interrupted one continues from its last checkpoint
+and ends with the metrics an uninterrupted run would have had. One process at a time trains a
+run directory (:mod:`cmrepro.run_lock`); a signal stops the run cleanly (:mod:`.interrupts`).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import is_task_stream
-from ..run_files import CHECKPOINT, FAILED, RunFileError, RunRecords
-from .checks import check_config
+from ..run_files import CHECKPOINT, FAILED, INTERRUPTED, RunFileError, RunRecords
+from ..run_lock import RunLock
+from .checks import ConfigError, check_config
+from .distributed import DistEnv, shutdown_distributed
+from .interrupts import Interrupted, StopRequest, stop_on_signals
 from .run_setup import base_result, check_same_run
 from .streams import run_stream, stream_summary
 from .supervised import run_supervised, summarize_epochs
@@ -30,7 +35,7 @@ from .supervised import run_supervised, summarize_epochs
 class Loop:
     """A training loop: what trains a run, and how its metrics.jsonl rows are summarised."""
 
-    run: Callable[[DictConfig, Path, RunRecords], dict]
+    run: Callable[[DictConfig, Path, RunRecords, StopRequest, DistEnv], dict]
     summarize: Callable[[list[dict]], dict]
 
 
@@ -45,27 +50,49 @@ def loop_for(cfg: DictConfig) -> Loop:
 def train(cfg: Mapping, run_dir: Path, *, check: bool = False) -> dict:
     """Run (or resume, or skip) the training described by the resolved config ``cfg``; return result.json's content.
 
-    ``check``: first :func:`~.checks.check_config` the config (the entry point does), so that a
-    refused config is recorded in result.json like any other failure.
+    ``check``: first :func:`~.checks.check_config` the config (the entry point checks it before
+    the run directory exists, so that a refused config leaves nothing behind).
+    Raises :class:`~cmrepro.run_lock.RunLocked` at once if another process trains ``run_dir``,
+    and :class:`~.interrupts.Interrupted` after checkpointing when a signal stopped the run.
+
+    Under torchrun (or Slurm with several tasks) this process is one rank of a distributed run
+    (:mod:`.distributed`): every rank trains, rank 0 alone locks the directory and writes its files.
     """
     cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(cfg), resolve=True))
     config = OmegaConf.to_container(cfg)
-    records = RunRecords(run_dir)
+    if check:
+        check_config(config)
+    env = process_env()
+    records = RunRecords(run_dir, writer=env.is_main)
     loop = loop_for(cfg)
-    try:
-        if check:
-            check_config(config)
-        if records.finished():
-            return _skip_ended(cfg, run_dir, records)
-        result = loop.run(cfg, run_dir, records)
-    except Exception as error:
-        # Recorded so that a sweep can see what happened; the checkpoint and metrics of finished
-        # epochs stay, and re-running resumes from them. An ended run's result is never replaced.
-        if not records.finished():
-            records.write_result(_failed_result(cfg, config, error, records, loop))
-        raise
-    _drop_checkpoint_if_asked(cfg, run_dir)
+    with RunLock(run_dir) if env.is_main else nullcontext(), stop_on_signals() as stop:
+        try:
+            if records.finished():
+                return _skip_ended(cfg, run_dir, records)
+            result = loop.run(cfg, run_dir, records, stop, env)
+        except (Exception, KeyboardInterrupt) as error:
+            # Recorded so that a sweep can see what happened; the checkpoint and metrics of
+            # finished epochs stay, and re-running resumes from them. An ended run's result is
+            # never replaced.
+            if not records.finished():
+                records.write_result(_unfinished_result(cfg, config, error, records, loop))
+            raise
+        finally:
+            if stop.requested:
+                stop.hand_over()  # to submitit's requeue, after the checkpoint is on disk
+            shutdown_distributed()
+    if env.is_main:
+        _drop_checkpoint_if_asked(cfg, run_dir)
     return result
+
+
+def process_env() -> DistEnv:
+    """This process's place in a distributed run (one process without torchrun's or Slurm's
+    variables); a ConfigError of one line where those variables are inconsistent."""
+    try:
+        return DistEnv.from_environ()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _skip_ended(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
@@ -74,16 +101,24 @@ def _skip_ended(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
     check_same_run(previous.get("config") or {}, OmegaConf.to_container(cfg), run_dir)
     print(f"cmrepro: {run_dir} is already {previous['status']}; nothing to do", file=sys.stderr)
     _drop_checkpoint_if_asked(cfg, run_dir)  # so a finished sweep re-run with it off frees its disk
-    return previous
+    return {**previous, "skipped": True}  # "skipped" only in what is returned, for the sweep's summary
 
 
-def _failed_result(cfg: DictConfig, config: dict, error: Exception, records: RunRecords, loop: Loop) -> dict:
-    """result.json of a run an error stopped: what every result says, the error, and the epochs done."""
-    failed = base_result(cfg, config)
-    failed.update(status=FAILED, error=f"{type(error).__name__}: {error}")
+def _unfinished_result(cfg: DictConfig, config: dict, error: BaseException, records: RunRecords, loop: Loop) -> dict:
+    """result.json of a run an error or a signal stopped: what every result says, why it stopped,
+    and the epochs done."""
+    result = base_result(cfg, config)
+    if isinstance(error, Interrupted):
+        result.update(status=INTERRUPTED, error=str(error))
+    elif isinstance(error, KeyboardInterrupt):  # a second Ctrl-C: no checkpoint of the epoch under way
+        result.update(
+            status=INTERRUPTED, error="stopped at once by a second Ctrl-C; a re-run resumes from the last checkpoint"
+        )
+    else:
+        result.update(status=FAILED, error=f"{type(error).__name__}: {error}")
     if not isinstance(error, RunFileError):  # else the metrics are what cannot be read
-        failed.update(loop.summarize(records.read_metrics()))
-    return failed
+        result.update(loop.summarize(records.read_metrics()))
+    return result
 
 
 def _drop_checkpoint_if_asked(cfg: DictConfig, run_dir: Path) -> None:

@@ -1,12 +1,55 @@
-"""Where a run's rows go besides metrics.jsonl: nowhere (``logger=local``) or Weights & Biases."""
+"""Where a run's rows go besides metrics.jsonl: one line per epoch in the log, and nowhere else
+(``logger=local``) or Weights & Biases."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sys
 import uuid
 import warnings
 from pathlib import Path
+
+# Under Hydra the root logger writes to stdout and <run_dir>/train.log, terminal or not (nohup,
+# Slurm, CI), so a person can follow a run from its log.
+EPOCH_LOG = logging.getLogger("cmrepro.train")
+# The per-epoch columns every line shows first; the rest (analysis metrics) follow by name.
+_LEADING = (
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "best_val_accuracy",
+    "val_perplexity",
+    "best_val_perplexity",
+    "lr",
+)
+_LAST = ("epoch_time_s",)
+_NOT_SHOWN = ("epoch", "task", "task_name")
+
+
+def epoch_line(row: dict, total_epochs: int) -> str:
+    """``row`` (a metrics.jsonl row) as one line: the epoch, losses, the monitored metric and its
+    best so far, the learning rate, the time, then every other number (the analysis metrics)."""
+    parts = [f"epoch {row['epoch']}/{total_epochs}"]
+    rest = sorted(k for k in row if k not in (*_LEADING, *_LAST, *_NOT_SHOWN))
+    keys = [k for k in _LEADING if k in row] + rest + [k for k in _LAST if k in row]
+    for key in keys:
+        value = row[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        parts.append(f"{key} {_number(value)}")
+    return "  ".join(parts)
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) or not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def log_epoch(row: dict, total_epochs: int) -> None:
+    EPOCH_LOG.info(epoch_line(row, total_epochs))
 
 
 class NullLogger:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,36 +21,42 @@ from torch import nn
 from torch.optim import Optimizer
 
 from .. import __version__
-from ..data import build_data
+from ..data import DataContext, build_data
+from ..data.base import epoch_seed, shard_bundle
+from ..data.fingerprint import dataset_fingerprint
 from ..run_files import CHECKPOINT, RUNNING, RunRecords
+from ..run_identity import without_incidental
+from ..seeds import SeedStream
 from .checkpoint import load_checkpoint, restore_rng, seed_everything
 from .checks import ConfigError
+from .distributed import ONE_PROCESS, DistEnv, init_distributed
 from .loggers import NullLogger, WandbLogger, make_logger
 from .run_state import RunState
 from .steps import StepSettings
 
 State = TypeVar("State", bound=RunState)
 
-# Keys that may differ when a run is resumed: where it runs, not what it computes.
-RESUMABLE_DIFFERENCES = (
-    "run_dir",
-    "paths",
-    "logger",
-    "trainer.device",
-    "trainer.progress",
-    "trainer.keep_checkpoint",
-    "trainer.compile",
-    "dataset.num_workers",
-)
 
-
-def setup_torch(cfg) -> StepSettings:
-    """Seed every generator and apply ``trainer.deterministic``; the device and step settings."""
+def setup_torch(cfg, env: DistEnv) -> StepSettings:
+    """Seed every generator, apply ``trainer.deterministic`` and, in a distributed run (``env``),
+    join the process group; the device (this process's GPU) and step settings."""
     seed_everything(cfg.seed)
     if cfg.trainer.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    return StepSettings(_device(cfg.trainer.device), cfg.trainer.precision, cfg.trainer.grad_clip)
+    device = _device(cfg.trainer.device)
+    if env.enabled:
+        device = init_distributed(env, device, timedelta(seconds=cfg.trainer.dist_timeout_s))
+    return StepSettings(device, cfg.trainer.precision, cfg.trainer.grad_clip)
+
+
+def seed_rank(seed: int, env: DistEnv) -> None:
+    """After the model is built (the same on every process, from the run seed): give the processes
+    other than rank 0 torch generators of their own, so that they crop and flip the images they
+    load independently. Rank 0 keeps the single-process stream; numpy's (the buffer's
+    replacement draws) stays the same on every process."""
+    if env.enabled and not env.is_main:
+        torch.manual_seed(epoch_seed(seed, env.rank, SeedStream.RANK))
 
 
 def _device(name: str) -> torch.device:
@@ -58,52 +65,69 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_data(cfg):
-    """The run's data (``build_data``); a dataset value the data module refuses is a ConfigError."""
+def load_data(cfg, device: torch.device, run_dir: Path):
+    """The run's data (``build_data``) for training on ``device``, recording what it skips in
+    ``run_dir``, and the fingerprint of its files (``dataset_fingerprint``, None for data made in
+    memory); a dataset value the data module refuses is a ConfigError."""
     try:
-        return build_data(cfg.dataset, seed=cfg.seed)
+        data = build_data(cfg.dataset, seed=cfg.seed, context=DataContext(device, run_dir))
+        # After the build: a dataset.download=true run has its files only now.
+        return data, dataset_fingerprint(OmegaConf.to_container(cfg.dataset))
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
 
 def resume(
-    run_dir: Path, config: dict, model: nn.Module, optimizer: Optimizer, state_type: type[State]
+    run_dir: Path,
+    config: dict,
+    model: nn.Module,
+    optimizer: Optimizer,
+    state_type: type[State],
+    fingerprint: dict | None,
+    env: DistEnv,
 ) -> tuple[State, dict | None]:
     """Load ``run_dir``'s checkpoint, if there is one, into the model, the optimizer and the random
     generators. ``(its state_type, the checkpoint for the caller's other state)``; a fresh state
-    and None without one."""
+    and None without one. ``fingerprint``: the data's, which must be the checkpoint's (the data
+    may have moved, not changed). In a distributed run (``env``) every process loads the same
+    checkpoint and takes its own torch generator back from it."""
     checkpoint = load_checkpoint(run_dir / CHECKPOINT)
     if checkpoint is None:
-        return state_type(), None
+        return state_type(data_fingerprint=fingerprint), None
     check_same_run(checkpoint["config"], config, run_dir)
+    check_same_data(checkpoint.get("data_fingerprint"), fingerprint, run_dir, config)
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
-    restore_rng(checkpoint["rng"])
+    restore_rng(checkpoint["rng"], checkpoint.get("rank_rng"), env)
     state = state_type.from_checkpoint(checkpoint)
+    state.data_fingerprint = fingerprint
     print(f"cmrepro: resuming {run_dir} after epoch {state.epoch}", file=sys.stderr)
     return state, checkpoint
 
 
 def check_same_run(saved: dict, current: dict, run_dir: Path) -> None:
     """ConfigError unless ``saved`` (the config of what ``run_dir`` holds) and ``current`` are the
-    same run, up to :data:`RESUMABLE_DIFFERENCES`."""
-
-    def strip(config: dict) -> dict:
-        config = OmegaConf.create(config)
-        for key in RESUMABLE_DIFFERENCES:
-            parent, _, leaf = key.rpartition(".")
-            node = OmegaConf.select(config, parent) if parent else config
-            if node is not None and leaf in node:
-                node.pop(leaf)
-        return OmegaConf.to_container(config)
-
-    a, b = strip(saved), strip(current)
+    same run: equal but for the incidental keys (:mod:`cmrepro.run_identity`)."""
+    a, b = without_incidental(saved), without_incidental(current)
     if a != b:
         differing = sorted(_differences(a, b))
         raise ConfigError(
             f"{run_dir} holds a run with a different config (differs in: {', '.join(differing[:5])}); "
             "choose another run_dir or delete that one"
         )
+
+
+def check_same_data(saved: dict | None, current: dict | None, run_dir: Path, config: dict) -> None:
+    """ConfigError unless the data files now are those the run started with (same names and sizes,
+    wherever they lie); a checkpoint from before fingerprints were recorded is taken on trust."""
+    if saved is None or saved == current:
+        return
+    now = current or {"files": 0, "bytes": 0}
+    raise ConfigError(
+        f"{run_dir} was trained on other data than {config['dataset'].get('data_dir', 'the dataset now')} holds "
+        f"({saved['files']} files, {saved['bytes']} bytes then; {now['files']} files, {now['bytes']} bytes now); "
+        "point dataset.data_dir at the run's data, or delete the run directory to start over"
+    )
 
 
 def _differences(a, b, prefix: str = "") -> list[str]:
@@ -113,15 +137,32 @@ def _differences(a, b, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+def shard_data(data, env: DistEnv):
+    """``data`` as this process of a distributed run sees it: its part of every batch and set
+    (``data.base.shard_bundle``); ``data`` itself in one process. ConfigError where it cannot split."""
+    if not env.enabled:
+        return data
+    try:
+        return shard_bundle(data, env.shard)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def open_records(
-    cfg, run_dir: Path, records: RunRecords, state: RunState, summarize: Callable[[list[dict]], dict]
+    cfg,
+    run_dir: Path,
+    records: RunRecords,
+    state: RunState,
+    summarize: Callable[[list[dict]], dict],
+    env: DistEnv = ONE_PROCESS,
 ) -> tuple[dict, NullLogger | WandbLogger]:
     """Before the first epoch of this process: drop metric rows the checkpoint does not cover,
-    start the logger, and mark the run ``running`` in result.json (a run killed from now on is
-    still found, with its config, by the report). ``(result so far, logger)``."""
+    start the logger (rank 0's only, in a distributed run), and mark the run ``running`` in
+    result.json (a run killed from now on is still found, with its config, by the report).
+    ``(result so far, logger)``."""
     records.keep_epochs(state.epoch)
     config = OmegaConf.to_container(cfg)
-    logger = make_logger(cfg.logger, run_dir, config)
+    logger = make_logger(cfg.logger, run_dir, config) if env.is_main else NullLogger()
     result = base_result(cfg, config)
     records.write_result({**result, **summarize(records.read_metrics())})
     return result, logger

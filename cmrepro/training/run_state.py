@@ -10,16 +10,28 @@ from dataclasses import asdict, dataclass, field, fields
 class RunState:
     """The progress of a supervised run, updated after every epoch.
 
-    Its fields are top-level keys of the checkpoint (``epoch``, ``best``, ``wall_time``), as
-    they always were, so a checkpoint written before this class existed resumes unchanged.
+    Its fields are top-level keys of the checkpoint (``epoch``, ``best``, ``wall_time``, ...), as
+    they always were, so a checkpoint written before a field existed resumes unchanged.
     """
 
     epoch: int = 0  # epochs finished (and checkpointed)
     best: float | None = None  # the best value of the monitored metric so far
-    wall_time: float = 0.0  # seconds spent in the finished epochs, over every resume
+    wall_time: float = 0.0  # seconds spent training, over every resume
+    # Inside an epoch that a signal stopped (.interrupts): the steps it had done and the sum of
+    # their losses, so that the resumed epoch continues from there with the same mean loss.
+    step: int = 0
+    epoch_loss: float = 0.0
+    # The data files' fingerprint (cmrepro.data.fingerprint), so that a resume on moved data goes
+    # on and a resume on other data is refused.
+    data_fingerprint: dict | None = None
 
     def end_epoch(self, seconds: float) -> None:
         self.epoch += 1
+        self.wall_time += seconds
+        self.step, self.epoch_loss = 0, 0.0
+
+    def pause_epoch(self, seconds: float) -> None:
+        """The epoch stopped part-way (``step`` and ``epoch_loss`` say where): count its time so far."""
         self.wall_time += seconds
 
     def improve(self, value: float, mode: str) -> float:

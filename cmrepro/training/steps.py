@@ -52,6 +52,10 @@ def optimizer_step(compute_loss: Callable[[], Tensor], model: nn.Module, optimiz
     return loss.float()
 
 
+def _no_reduction(sums: Tensor) -> Tensor:
+    return sums
+
+
 class ClassificationTask:
     """Cross-entropy on images; validation accuracy in percent (higher is better)."""
 
@@ -60,23 +64,30 @@ class ClassificationTask:
     def begin_epoch(self) -> None:
         pass
 
-    def train_step(self, model, optimizer, batch, settings: StepSettings) -> Tensor:
+    def train_step(self, model, optimizer, batch, settings: StepSettings, weight: float = 1.0) -> Tensor:
+        """One step; ``weight`` scales the loss (a rank's share of an unevenly split global batch,
+        ``cmrepro.data.base.Shard.loss_weight``), inside the closure so SAM's second pass has it too."""
         x, y = (t.to(settings.device, non_blocking=True) for t in batch)
-        return optimizer_step(lambda: classification_loss(model(x), y), model, optimizer, settings)
+        if weight == 1.0:
+            return optimizer_step(lambda: classification_loss(model(x), y), model, optimizer, settings)
+        return optimizer_step(lambda: classification_loss(model(x), y) * weight, model, optimizer, settings)
 
     @torch.no_grad()
-    def evaluate(self, model, batches: Iterable, settings: StepSettings, prefix: str = "val") -> dict:
-        loss_sum = torch.zeros((), dtype=torch.float64, device=settings.device)
-        correct = torch.zeros((), dtype=torch.int64, device=settings.device)
-        count = 0
+    def evaluate(
+        self, model, batches: Iterable, settings: StepSettings, prefix: str = "val", reduce=_no_reduction
+    ) -> dict:
+        """Loss and accuracy over ``batches``; ``reduce`` adds the sums over the processes of a
+        distributed run (each evaluated its part), so the metrics are the whole set's, exactly."""
+        sums = torch.zeros(3, dtype=torch.float64, device=settings.device)  # loss, correct, count
         for batch in batches:
             x, y = (t.to(settings.device, non_blocking=True) for t in batch)
             with settings.autocast():
                 logits = model(x)
-            loss_sum += classification_loss(logits, y, reduction="sum")
-            correct += (logits.argmax(dim=1) == y).sum()
-            count += y.numel()
-        return {f"{prefix}_loss": float(loss_sum) / count, f"{prefix}_accuracy": 100.0 * float(correct) / count}
+            sums[0] += classification_loss(logits, y, reduction="sum")
+            sums[1] += (logits.argmax(dim=1) == y).sum()
+            sums[2] += y.numel()
+        loss_sum, correct, count = reduce(sums).tolist()
+        return {f"{prefix}_loss": loss_sum / count, f"{prefix}_accuracy": 100.0 * correct / count}
 
 
 class LanguageModelTask:
@@ -94,7 +105,8 @@ class LanguageModelTask:
         logits, hidden = model(x, hidden)
         return next_token_loss(logits, y), hidden
 
-    def train_step(self, model, optimizer, batch, settings: StepSettings) -> Tensor:
+    def train_step(self, model, optimizer, batch, settings: StepSettings, weight: float = 1.0) -> Tensor:
+        # Language-model data is never split across processes (data.base.shard_bundle): weight is 1.
         x, y = (t.to(settings.device, non_blocking=True) for t in batch)
         if self.hidden is None or self.hidden[0].shape[1] != x.shape[1]:
             self.hidden = model.init_hidden(x.shape[1], settings.device)
@@ -111,7 +123,9 @@ class LanguageModelTask:
         return loss
 
     @torch.no_grad()
-    def evaluate(self, model, batches: Iterable, settings: StepSettings, prefix: str = "val") -> dict:
+    def evaluate(
+        self, model, batches: Iterable, settings: StepSettings, prefix: str = "val", reduce=_no_reduction
+    ) -> dict:
         loss_sum, tokens, hidden = 0.0, 0, None
         total = torch.zeros((), dtype=torch.float64, device=settings.device)
         for batch in batches:

@@ -30,10 +30,12 @@ from ..models.task_heads import TaskHeads
 from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
-from .checks import check_bool
+from .checks import ConfigError, check_bool
 from .compiled import forward_module
-from .epoch import train_epoch
-from .loggers import NullLogger, WandbLogger
+from .distributed import DistEnv
+from .epoch import stop_inside_epoch, train_epoch
+from .interrupts import Interrupted, StopRequest
+from .loggers import NullLogger, WandbLogger, log_epoch
 from .run_setup import load_data, open_records, resume, setup_torch, show_progress
 from .run_state import StreamState
 from .schedule import StepSchedule
@@ -48,13 +50,15 @@ def check_stream_config(cfg) -> None:
     check_bool("online.reset_optimizer", OmegaConf.select(cfg, "online.reset_optimizer", default=False))
 
 
-def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
-    """Train (or resume) the stream run ``cfg``; write and return result.json's content."""
+def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: StopRequest, env: DistEnv) -> dict:
+    """Train (or resume) the stream run ``cfg``; write and return result.json's content.
+
+    Raises :class:`~.interrupts.Interrupted` after checkpointing when ``stop`` is requested."""
     check_stream_config(cfg)
-    settings = setup_torch(cfg)
-    stream = load_data(cfg)
-    for source, count in stream.skipped_files.items():
-        print(f"cmrepro: {source}: skipped {count} unreadable image files", file=sys.stderr)
+    if env.enabled:  # every task would need its own split loaders; the stream models are small
+        raise ConfigError(f"{cfg.dataset.name} is a task stream, trained in one process: run it without torchrun")
+    settings = setup_torch(cfg, env)
+    stream, fingerprint = load_data(cfg, settings.device, run_dir)
 
     spec = ModelSpec(
         "classification",
@@ -64,7 +68,7 @@ def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
     )
     model = TaskHeads(build_model(cfg.model, spec), stream.classes_per_task).to(settings.device)
     learner = _Learner(cfg, model)
-    state, _ = resume(run_dir, OmegaConf.to_container(cfg), model, learner.optimizer, StreamState)
+    state, _ = resume(run_dir, OmegaConf.to_container(cfg), model, learner.optimizer, StreamState, fingerprint, env)
 
     result, logger = open_records(cfg, run_dir, records, state, stream_summary)
     run = _StreamRun(
@@ -80,6 +84,7 @@ def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
         records=records,
         logger=logger,
         state=state,
+        stop=stop,
     )
     try:
         status = run.train_remaining_epochs()
@@ -130,6 +135,7 @@ class _StreamRun:
     records: RunRecords
     logger: NullLogger | WandbLogger
     state: StreamState
+    stop: StopRequest
     step: ClassificationTask = field(default_factory=ClassificationTask)  # every stream is classification
 
     def train_remaining_epochs(self) -> str:
@@ -137,6 +143,8 @@ class _StreamRun:
         total, start = self.stream.num_tasks * self.cfg.trainer.epochs, self.state.epoch
         show = show_progress(self.cfg.trainer.progress)
         for epoch in tqdm(range(start, total), desc="epochs", initial=start, total=total, disable=not show):
+            if self.stop.requested:  # it came during the last epoch's evaluation: that epoch is saved
+                raise Interrupted(self.stop.signum, f"after epoch {epoch}")
             if not self._epoch(epoch, show):
                 return DIVERGED
         return DONE
@@ -147,7 +155,7 @@ class _StreamRun:
         epochs, state, learner = self.cfg.trainer.epochs, self.state, self.learner
         index, task_epoch = divmod(epoch, epochs)
         task = self.stream.tasks[index]
-        if task_epoch == 0:
+        if task_epoch == 0 and state.step == 0:  # not when resuming inside the task's first epoch
             learner.start_task(index)
             state.start_task()
         started = time.perf_counter()
@@ -155,9 +163,19 @@ class _StreamRun:
         lr = learner.schedule.set_epoch(task_epoch)
         # The epoch index is global, so each task's shuffles (and the kill hook's step count) differ.
         max_steps = self.cfg.trainer.max_steps_per_epoch
-        train_loss = train_epoch(
-            task.train, epoch, self.step, self.runner, learner.optimizer, self.settings, max_steps=max_steps, show=show
+        outcome = train_epoch(
+            *(task.train, epoch, self.step, self.runner, learner.optimizer, self.settings),
+            max_steps=max_steps,
+            show=show,
+            progress=state,
+            stop=self.stop,
         )
+        if outcome.stopped:
+            seconds = time.perf_counter() - started
+            state.task_time += seconds
+            save = self._checkpoint if self.cfg.trainer.checkpoint else None
+            raise stop_inside_epoch(task.train, epoch, state, seconds, self.stop, save)
+        train_loss = outcome.mean_loss
         if train_loss is None:
             print(f"cmrepro: non-finite training loss on task {task.name}; run marked diverged", file=sys.stderr)
             return False
@@ -176,9 +194,14 @@ class _StreamRun:
             self.records.append_metrics(row)
             numbers = {key: value for key, value in row.items() if isinstance(value, int | float)}
             self.logger.log(numbers, step=index + 1)
-        if self.cfg.trainer.checkpoint:
-            save_checkpoint(self.run_dir, self.model, learner.optimizer, OmegaConf.to_container(self.cfg), state)
+            log_epoch(row, len(self.stream.tasks) * epochs)
+        self._checkpoint()
         return True
+
+    def _checkpoint(self) -> None:
+        if self.cfg.trainer.checkpoint:
+            config = OmegaConf.to_container(self.cfg)
+            save_checkpoint(self.run_dir, self.model, self.learner.optimizer, config, self.state)
 
 
 def _evaluate_after_task(

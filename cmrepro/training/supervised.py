@@ -27,18 +27,26 @@ from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
 from .compiled import forward_module
-from .epoch import train_epoch
-from .loggers import NullLogger, WandbLogger
-from .run_setup import load_data, open_records, resume, setup_torch, show_progress
+from .distributed import DistEnv, convert_sync_batchnorm, reduce_sums, wrap_model
+from .epoch import stop_inside_epoch, train_epoch
+from .interrupts import Interrupted, StopRequest
+from .loggers import NullLogger, WandbLogger, log_epoch
+from .run_setup import load_data, open_records, resume, seed_rank, setup_torch, shard_data, show_progress
 from .run_state import RunState
 from .schedule import StepSchedule
 from .steps import ClassificationTask, LanguageModelTask, StepSettings, task_for
 
 
-def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
-    """Train (or resume) the supervised run ``cfg``; write and return result.json's content."""
-    settings = setup_torch(cfg)
-    data = load_data(cfg)
+def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: StopRequest, env: DistEnv) -> dict:
+    """Train (or resume) the supervised run ``cfg``; write and return result.json's content.
+
+    Raises :class:`~.interrupts.Interrupted` after checkpointing when ``stop`` is requested. In a
+    distributed run (``env``: this process's rank) the model is data parallel (DDP, BatchNorm
+    over the global batch under ``trainer.sync_batchnorm``), each process trains and evaluates
+    its part of every batch, and rank 0 alone writes the run's files.
+    """
+    settings = setup_torch(cfg, env)
+    data, fingerprint = load_data(cfg, settings.device, run_dir)
     spec = ModelSpec(
         data.task,
         data.num_classes,
@@ -46,25 +54,34 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
         data.input_shape[0] if data.input_shape else 3,
         image_size=data.input_shape[-1] if data.input_shape else None,
     )
-    model = build_model(cfg.model, spec).to(settings.device)
+    model = build_model(cfg.model, spec)
+    if env.enabled and cfg.trainer.sync_batchnorm:
+        model = convert_sync_batchnorm(model, settings.device)
+    model = model.to(settings.device)
     optimizer = optimizer_from_config(cfg.optimizer, model.parameters(), model)
     schedule = StepSchedule(optimizer, cfg.trainer.lr_milestones, cfg.trainer.lr_gamma)
     task = task_for(data.task)
-    # Before the checkpoint is loaded: distance is measured from the initial parameters.
+    # Before the checkpoint is loaded: distance is measured from the initial parameters. On the
+    # whole data, before it is split: every process measures the same batches, as one process would.
     analysis = TrainingMetrics.from_config(cfg, model, data.train, data.task, optimizer)
-    state, checkpoint = resume(run_dir, OmegaConf.to_container(cfg), model, optimizer, RunState)
+    seed_rank(cfg.seed, env)
+    state, checkpoint = resume(run_dir, OmegaConf.to_container(cfg), model, optimizer, RunState, fingerprint, env)
     if checkpoint is not None:
         analysis.load_state_dict(checkpoint.get("metrics"))
+    data = shard_data(data, env)
 
     summarize = partial(summarize_epochs, monitor=task.monitor, mode=task.mode)
-    result, logger = open_records(cfg, run_dir, records, state, summarize)
+    result, logger = open_records(cfg, run_dir, records, state, summarize, env)
+    evaluator = forward_module(model, cfg.trainer.compile)  # the model itself unless trainer.compile
     run = _SupervisedRun(
         cfg=cfg,
         run_dir=run_dir,
         data=data,
         task=task,
         model=model,
-        runner=forward_module(model, cfg.trainer.compile),  # the model itself unless trainer.compile
+        runner=wrap_model(evaluator, env, settings.device),  # evaluator itself in one process
+        evaluator=evaluator,
+        env=env,
         optimizer=optimizer,
         schedule=schedule,
         settings=settings,
@@ -72,12 +89,13 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
         logger=logger,
         analysis=analysis,
         state=state,
+        stop=stop,
     )
     try:
         status = run.train_remaining_epochs()
         result.update(status=status, **summarize(records.read_metrics()))
         if status == DONE and data.test is not None:
-            result["test"] = task.evaluate(run.runner, data.test, settings, prefix="test")
+            result["test"] = task.evaluate(run.evaluator, data.test, settings, prefix="test", reduce=reduce_sums)
     finally:
         logger.finish()
     result["wall_time_s"] = state.wall_time
@@ -89,8 +107,10 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
 class _SupervisedRun:
     """The pieces of a supervised run that its epochs use.
 
-    ``runner`` does the forward passes (``model`` or its compiled wrapper); ``model`` is
-    checkpointed and measured.
+    ``runner`` does the training forward passes (``model``, compiled under ``trainer.compile``,
+    in DistributedDataParallel in a distributed run); ``evaluator`` the evaluation passes (the
+    same without DDP, which would synchronise buffers at every pass of unevenly split sets);
+    ``model`` is checkpointed and measured.
     """
 
     cfg: DictConfig
@@ -99,6 +119,8 @@ class _SupervisedRun:
     task: ClassificationTask | LanguageModelTask
     model: nn.Module
     runner: nn.Module
+    evaluator: nn.Module
+    env: DistEnv
     optimizer: Optimizer
     schedule: StepSchedule
     settings: StepSettings
@@ -106,6 +128,7 @@ class _SupervisedRun:
     logger: NullLogger | WandbLogger
     analysis: TrainingMetrics
     state: RunState
+    stop: StopRequest
 
     def train_remaining_epochs(self) -> str:
         """Train the epochs after the checkpoint's; ``"done"`` or ``"diverged"``."""
@@ -113,28 +136,45 @@ class _SupervisedRun:
         show = show_progress(self.cfg.trainer.progress)
         bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs, disable=not show, position=0)
         for epoch in bar:
-            if not self._epoch(epoch, show):
+            if self.stop.requested:  # it came during the last epoch's evaluation: that epoch is saved
+                raise Interrupted(self.stop.signum, f"after epoch {epoch}")
+            row = self._epoch(epoch, show)
+            if row is None:
                 return DIVERGED
+            monitor = self.task.monitor
+            bar.set_postfix({"train_loss": f"{row['train_loss']:.4f}", monitor: f"{row[monitor]:.4g}"}, refresh=False)
         return DONE
 
-    def _epoch(self, epoch: int, show: bool) -> bool:
-        """Train, validate, measure, record and checkpoint epoch ``epoch``; False if it diverged."""
+    def _epoch(self, epoch: int, show: bool) -> dict | None:
+        """Train, validate, measure, record and checkpoint epoch ``epoch``; its metrics row, or
+        None if it diverged."""
         started = time.perf_counter()
         lr = self.schedule.set_epoch(epoch)
-        max_steps = self.cfg.trainer.max_steps_per_epoch
-        train = self.data.train
-        train_loss = train_epoch(
-            train, epoch, self.task, self.runner, self.optimizer, self.settings, max_steps=max_steps, show=show
+        outcome = train_epoch(
+            self.data.train,
+            epoch,
+            self.task,
+            self.runner,
+            self.optimizer,
+            self.settings,
+            max_steps=self.cfg.trainer.max_steps_per_epoch,
+            show=show,
+            progress=self.state,
+            stop=self.stop,
+            env=self.env,
         )
-        if train_loss is None:
+        if outcome.stopped:
+            save = self._checkpoint if self.cfg.trainer.checkpoint else None
+            raise stop_inside_epoch(self.data.train, epoch, self.state, time.perf_counter() - started, self.stop, save)
+        if outcome.mean_loss is None:
             print(f"cmrepro: non-finite training loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
-            return False
+            return None
         self.model.eval()
-        validation = self.task.evaluate(self.runner, self.data.val, self.settings)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, **validation, "lr": lr}
+        validation = self.task.evaluate(self.evaluator, self.data.val, self.settings, reduce=reduce_sums)
+        row = {"epoch": epoch + 1, "train_loss": outcome.mean_loss, **validation, "lr": lr}
         if not math.isfinite(row["val_loss"]):
             print(f"cmrepro: non-finite validation loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
-            return False
+            return None
         monitor = self.task.monitor
         row[f"best_{monitor}"] = self.state.improve(row[monitor], self.task.mode)
         row.update(self.analysis.compute(epoch + 1, self.model, self.optimizer))
@@ -142,17 +182,23 @@ class _SupervisedRun:
         self.state.end_epoch(row["epoch_time_s"])
         self.records.append_metrics(row)
         self.logger.log(row, step=epoch + 1)
+        if self.env.is_main:
+            log_epoch(row, self.cfg.trainer.epochs)
+        self._checkpoint()
+        return row
+
+    def _checkpoint(self) -> None:
         if self.cfg.trainer.checkpoint:
             config = OmegaConf.to_container(self.cfg)
-            save_checkpoint(self.run_dir, self.model, self.optimizer, config, self.state, self.analysis.state_dict())
-        return True
+            analysis = self.analysis.state_dict()
+            save_checkpoint(self.run_dir, self.model, self.optimizer, config, self.state, analysis, self.env)
 
 
 def summarize_epochs(rows: list[dict], monitor: str | None = None, mode: str = "max") -> dict:
     """result.json's summary of the per-epoch rows: epochs completed, the best epoch by ``monitor``
     (read from the rows' ``best_`` column when not given) and the last row."""
-    if not rows:
-        return {"epochs_completed": 0, "best": None, "final": None}
+    if not rows:  # the monitor all the same, so a run that diverged in its first epoch reports as one
+        return {"epochs_completed": 0, "best": None, "final": None, **({"monitor": monitor} if monitor else {})}
     monitor = monitor or next(key[len("best_") :] for key in rows[-1] if key.startswith("best_"))
     best_row = (max if mode == "max" else min)(rows, key=lambda row: row[monitor])
     return {

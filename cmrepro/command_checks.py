@@ -1,0 +1,127 @@
+"""Checking a training command line before Hydra runs it: compose its (first) job with Hydra's
+API and refuse, in one line, what Hydra would refuse in several (a misspelt key or group) or
+accept though it cannot run (a key nothing reads, a value the training refuses, an output
+directory it cannot write). Nothing is created on disk until the command line passes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config_keys import unknown_key_message, unknown_keys
+from .training import check_config
+
+# Flags after which the command line is left to Hydra alone (help, another config, shell completion).
+_HYDRA_ONLY_FLAGS = (
+    "-h",
+    "--help",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+)
+
+
+_FLAGS_WITH_VALUE = ("-c", "--cfg", "-p", "--package")
+
+
+class CommandLineError(ValueError):
+    """A command line Hydra would refuse with several lines, or accept though it cannot run; one line."""
+
+
+def first_job_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides of the first job ``argv`` describes (a sweep's first value of each swept key),
+    without Hydra's own settings; None when a flag leaves the command line to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if any(arg.split("=")[0] in _HYDRA_ONLY_FLAGS for arg in argv):
+        return None
+    arguments, skip_next = [], False
+    for arg in argv:
+        if skip_next or arg.startswith("-"):
+            # --cfg job, --package X: the flag's value is not an override
+            skip_next = arg in _FLAGS_WITH_VALUE
+        elif not arg.lstrip("+~").startswith("hydra"):
+            arguments.append(arg)
+    try:
+        overrides = OverridesParser.create().parse_overrides(arguments)
+    except HydraException as error:
+        raise CommandLineError(_first_line(error)) from None
+    first = []
+    for override in overrides:
+        if override.is_sweep_override():
+            value = next(iter(override.sweep_string_iterator()), "")
+            first.append(f"{override.get_key_element()}={value}")
+        else:
+            first.append(override.input_line)
+    return first
+
+
+def compose_config(conf_dir: Path, overrides: list[str]):
+    """The config ``overrides`` compose to; CommandLineError with one line where Hydra refuses them."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise CommandLineError(_composition_problem(error, conf_dir)) from None
+
+
+def _composition_problem(error: Exception, conf_dir: Path) -> str:
+    """Hydra's several-line composition error as one line with the fix."""
+    bad = re.search(r"Could not override '([^']+)'", str(error))
+    if bad:  # a key or group no config has: a typo, most likely
+        return unknown_key_message(bad.group(1), conf_dir)
+    return _first_line(error)
+
+
+def _first_line(error: Exception) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def unwritable_directory(path: Path) -> Path | None:
+    """The directory that stops a run from writing under ``path`` (itself or its nearest existing
+    parent, if read-only or not ours to write), else None."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return None if os.access(existing, os.W_OK | os.X_OK) else existing
+
+
+def check_command_line(argv: list[str], conf_dir: Path) -> DictConfig | None:
+    """Compose the (first) job of ``argv`` and check it; CommandLineError or ConfigError with one
+    line where it cannot run. The composed config, or None where flags leave it to Hydra."""
+    overrides = first_job_overrides(argv)
+    if overrides is None:
+        return None
+    cfg = compose_config(conf_dir, overrides)
+    config = OmegaConf.to_container(cfg, resolve=False)
+    unknown = unknown_keys(config, conf_dir)
+    if unknown:
+        raise CommandLineError(unknown_key_message(unknown[0], conf_dir))
+    output_dir = Path(OmegaConf.select(cfg, "paths.output_dir"))
+    blocked = unwritable_directory(output_dir)
+    if blocked is not None:
+        raise CommandLineError(
+            f"cannot write run directories under {output_dir}: {blocked} is not writable; "
+            "set paths.output_dir to a writable directory"
+        )
+    resolvable = {key: value for key, value in config.items() if key != "run_dir"}  # run_dir needs Hydra's runtime
+    check_config(OmegaConf.to_container(OmegaConf.create(resolvable), resolve=True))
+    return cfg

@@ -1,0 +1,90 @@
+"""``torchrun -m cmrepro.train``: two CPU processes (gloo) train what one process trains at the
+same global batch, resume after one of them is killed, and refuse what they cannot split.
+
+The building blocks (the environment, the split batches, sync BatchNorm, the optimizer state on
+every rank, a failing rank) are tested in test_distributed.py; here the whole entry point runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from train_helpers import ROOT, run_cli
+
+# A CIFAR-shaped ResNet18 (BatchNorm) at 1/8 width on synthetic images: 48 training images in
+# global batches of 16 (8 per process), 3 steps an epoch; 16 validation images.
+RUN = ["dataset=synthetic_image", "model.width=0.125", "dataset.num_train=48", "dataset.num_val=16",
+       "dataset.image_size=16", "dataset.batch_size=16", "dataset.eval_batch_size=8", "dataset.num_workers=0",
+       "trainer.epochs=2", "trainer.lr_milestones=[]", "trainer.progress=false", "trainer.device=cpu"]  # fmt: skip
+
+
+def torchrun(args: list[str], processes: int, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [*command, "-m", "cmrepro.train", *args], cwd=ROOT, capture_output=True, text=True, env=environment, timeout=300
+    )
+
+
+def _rows(run_dir) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in rows]
+
+
+def _assert_close_rows(a: list[dict], b: list[dict], tolerance: float) -> None:
+    assert [set(row) for row in a] == [set(row) for row in b]
+    for row_a, row_b in zip(a, b, strict=True):
+        for key, value in row_a.items():
+            assert value == pytest.approx(row_b[key], rel=tolerance, abs=tolerance), key
+
+
+def _model(run_dir) -> dict:
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adam_cm", "adam_sam_cm"])
+def test_two_processes_train_what_one_process_trains_at_the_same_global_batch(optimizer, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = [*RUN, f"optimizer={optimizer}"]
+    single = run_cli([*args, f"run_dir={one}"], env={"OMP_NUM_THREADS": "1"})
+    assert single.returncode == 0, single.stderr[-2000:]
+    double = torchrun([*args, f"run_dir={two}"], processes=2)
+    assert double.returncode == 0, double.stderr[-3000:]
+    _assert_close_rows(_rows(two), _rows(one), tolerance=1e-5)
+    for key, value in _model(one).items():
+        if value.is_floating_point():
+            torch.testing.assert_close(_model(two)[key], value, rtol=0, atol=1e-5, msg=key)
+        else:
+            assert torch.equal(_model(two)[key], value), key  # BatchNorm's step counts
+    result = json.loads((two / "result.json").read_text())
+    assert result["status"] == "done" and result["epochs_completed"] == 2
+    assert (two / "train.log").read_text().count("epoch 2/2") == 1  # rank 0 alone logs
+
+
+def test_a_killed_rank_ends_the_job_and_the_rerun_resumes_to_the_same_metrics(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    args = [*RUN, "optimizer=adam_cm", "trainer.epochs=3"]
+    assert torchrun([*args, f"run_dir={straight}"], processes=2).returncode == 0
+    # Rank 1 dies in epoch 2 (step 5 of 9): rank 0 fails in its next collective, and torchrun ends.
+    stopped = torchrun(
+        [*args, f"run_dir={killed}"], processes=2, env={"CMREPRO_KILL_AT_STEP": "5", "CMREPRO_KILL_RANK": "1"}
+    )
+    assert stopped.returncode != 0
+    assert json.loads((killed / "result.json").read_text())["epochs_completed"] == 1
+    resumed = torchrun([*args, f"run_dir={killed}"], processes=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stderr
+    _assert_close_rows(_rows(killed), _rows(straight), tolerance=0)
+
+
+def test_data_that_cannot_be_split_is_one_line_before_training(tmp_path):
+    done = torchrun([*RUN, "dataset.batch_size=15", f"run_dir={tmp_path / 'run'}"], processes=2)
+    assert done.returncode != 0
+    # One line from each process (their writes to the shared stderr may interleave).
+    assert done.stderr.count("cmrepro.train: dataset.batch_size=15 does not split across 2 processes") == 2
+    assert "cmrepro/" not in done.stderr  # no traceback through cmrepro (torchrun prints its own summary)
