@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,3 +32,12 @@ def exit_on_unknown_option(program: str, conf_dir: Path, groups: Iterable[str]) 
     if problem:
         print(f"{program}: {problem}", file=sys.stderr)
         sys.exit(2)
+
+
+def unwritable_directory(path: Path) -> Path | None:
+    """The directory that stops a run from writing under ``path`` (itself or its nearest existing
+    parent, if read-only or not ours to write), else None."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return None if os.access(existing, os.W_OK | os.X_OK) else existing

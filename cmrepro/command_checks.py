@@ -6,12 +6,12 @@ directory it cannot write). Nothing is created on disk until the command line pa
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from .cli import unwritable_directory
 from .config_keys import unknown_key_message, unknown_keys
 from .training import check_config
 
@@ -93,15 +93,6 @@ def _composition_problem(error: Exception, conf_dir: Path) -> str:
 
 def _first_line(error: Exception) -> str:
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-
-
-def unwritable_directory(path: Path) -> Path | None:
-    """The directory that stops a run from writing under ``path`` (itself or its nearest existing
-    parent, if read-only or not ours to write), else None."""
-    existing = Path(path).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    return None if os.access(existing, os.W_OK | os.X_OK) else existing
 
 
 def check_command_line(argv: list[str], conf_dir: Path) -> DictConfig | None:

@@ -33,6 +33,7 @@ DATASETS = {
     "cifar100": ModelSpec("classification", num_classes=100, image_size=32),
     "imagenet": ModelSpec("classification", num_classes=1000, image_size=224),
     "ptb": ModelSpec("language_model", vocab_size=10000),
+    "synthetic_image": ModelSpec("classification", num_classes=10, image_size=32),  # the README's demo
 }
 OPTIMIZERS = ("adam", "adam_cg", "adam_sam", "adam_cm", "adam_sam_cm", "sgd_cm")
 

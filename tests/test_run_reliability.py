@@ -77,7 +77,8 @@ def test_a_run_resumes_on_a_copy_of_its_data_elsewhere_and_refuses_other_data(tm
     with pytest.raises(RuntimeError):
         train(compose_run([*CIFAR, f"paths.data_dir={first}"], other), other)
     monkeypatch.undo()
-    (scratch / "cifar10" / "cifar-10-batches-py" / "extra_batch").write_bytes(b"x")
+    with open(scratch / "cifar10" / "cifar-10-batches-py" / "data_batch_1", "ab") as batch:
+        batch.write(b"x")  # still a readable pickle, but not the file the run started with
     with pytest.raises(ConfigError, match="trained on other data.*point dataset.data_dir"):
         train(compose_run([*CIFAR, f"paths.data_dir={scratch}"], other), other)
 
@@ -97,7 +98,7 @@ def test_one_list_of_incidental_keys_names_the_run_directory_and_checks_a_resume
 def test_the_run_directory_name_leaves_out_the_incidental_overrides(tmp_path):
     shown = run_cli([*QUICK, "dataset.num_workers=0", "trainer.device=cpu", "seed=4", "--cfg", "hydra"])
     assert shown.returncode == 0, shown.stderr
-    (line,) = [line for line in shown.stdout.splitlines() if line.strip().startswith("override_dirname:")]
+    (line,) = [line for line in shown.stdout.splitlines() if line.strip().startswith("override_dirname: ")]
     assert "seed=4" in line and "num_workers" not in line and "device" not in line and "dataset=" not in line
 
 
@@ -176,6 +177,7 @@ def test_a_chained_launcher_handler_runs_after_the_checkpoint(tmp_path):
     """Submitit's SIGUSR2 handler requeues the job: it must see the interrupted run's checkpoint."""
     script = f"""
 import json, os, signal, sys
+from pathlib import Path
 sys.path.insert(0, {str(ROOT / "tests")!r})
 from train_helpers import compose_run
 from cmrepro.training import Interrupted, train
@@ -185,7 +187,7 @@ def requeue(signum, frame):
 signal.signal(signal.SIGUSR2, requeue)
 os.environ["CMREPRO_SIGNAL_AT_STEP"] = "3:USR2"
 try:
-    train(compose_run({QUICK!r}, {str(tmp_path)!r}), {str(tmp_path)!r})
+    train(compose_run({QUICK!r}, Path({str(tmp_path)!r})), Path({str(tmp_path)!r}))
 except Interrupted as error:
     print(error.exit_code, seen)
 """
@@ -201,7 +203,7 @@ def test_a_sweep_with_a_failed_job_exits_non_zero_with_a_summary(tmp_path):
     sweep = run_cli(["-m", *args, "optimizer.lr=0.1,-1"])
     assert sweep.returncode == 1
     assert "sweep: 2 jobs recorded: 1 done, 1 refused" in sweep.stderr
-    assert "job 1 refused: " in sweep.stderr and "invalid optimizer.lr: -1" in sweep.stderr
+    assert "job 1 refused: " in sweep.stderr and "Invalid learning rate: -1" in sweep.stderr
     results = list(tmp_path.rglob("result.json"))
     assert len(results) == 1  # the refused job left no run directory
     assert not (tmp_path / ".sweeps").exists()
@@ -233,22 +235,42 @@ def test_a_bad_command_line_is_one_line_and_exit_2_leaving_no_directory(override
 # ---------------------------------------------------------------- 7. read-only output
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switches to the user nobody to meet a directory it cannot write")
-def test_an_unwritable_output_directory_is_one_line_and_exit_2(tmp_path):
+READ_ONLY = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+
+
+def _with_read_only(directory, command: list[str]) -> subprocess.CompletedProcess:
+    """``command`` run where ``directory`` is a read-only mount (a private mount namespace: the
+    rest of the machine sees nothing); root, as on the test machines, writes anywhere otherwise."""
+    wrapped = ["unshare", "--mount", "sh", "-c", READ_ONLY, str(directory), *command]
+    return subprocess.run(wrapped, capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def _can_mount_read_only() -> bool:
+    try:
+        probe = _with_read_only("/tmp", ["true"])
+    except OSError:
+        return False
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _can_mount_read_only(), reason="needs unshare --mount and mount (root) for a read-only directory"
+)
+def test_an_unwritable_output_directory_is_one_line_and_exit_2_for_train_and_report(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
-    tmp_path.chmod(0o755)
-    for user in ("nobody",):
-        done = subprocess.run(
-            [sys.executable, "-m", "cmrepro.train", *QUICK, f"paths.output_dir={runs}"],
-            capture_output=True, text=True, cwd=ROOT, user=user, timeout=120,
-            env={**os.environ, "HOME": str(tmp_path)},
-        )  # fmt: skip
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.strip().splitlines() == [
-            f"cmrepro.train: cannot write run directories under {runs}: {runs} is not writable; "
-            "set paths.output_dir to a writable directory"
-        ]
+    done = _with_read_only(runs, [sys.executable, "-m", "cmrepro.train", *QUICK, f"paths.output_dir={runs}"])
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"cmrepro.train: cannot write run directories under {runs}: {runs} is not writable; "
+        "set paths.output_dir to a writable directory"
+    ]
+    report = [sys.executable, "-m", "cmrepro.report", "table2", "--runs", str(runs), "--out", str(runs)]
+    done = _with_read_only(runs, report)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"cmrepro.report: cannot write under {runs}: {runs} is not writable; choose another --out"
+    ]
 
 
 # ---------------------------------------------------------------- 10. logs without a terminal

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from ..cli import unwritable_directory
 from .index import write_index
 from .run_table import ReportError
 from .table_report import TABLES, write_grid_report, write_table_report
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results"), help="writes <out>/tables and <out>/figures")
     parser.add_argument("--grid", action="store_true", help="tables: choose the best setting of the grid runs")
     args = parser.parse_args(argv)
+    blocked = unwritable_directory(args.out)
+    if blocked is not None:
+        print(f"cmrepro.report: cannot write under {args.out}: {blocked} is not writable; choose another --out",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.name == "index":  # from committed files only, never from run directories
         print(write_index(out=args.out / "README.md"))
         return 0
@@ -53,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         written = _write(args, analysis)
     except ReportError as error:
         print(f"cmrepro.report: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a disk that became read-only or full while writing
+        print(f"cmrepro.report: cannot write under {args.out}: {error.strerror}: {error.filename}", file=sys.stderr)
         return 2
     for path in written:
         print(path)
