@@ -8,6 +8,10 @@ ends a run with status ``diverged`` and exit code 0. Another process training th
 directory: one line, exit code 3. SIGTERM, SIGINT or SIGUSR1: the run checkpoints, says
 ``interrupted`` and exits with 128 + the signal number (143, 130, 138).
 
+Under torchrun (``torchrun --nproc-per-node=8 -m cmrepro.train ...``) or Slurm with a task per
+GPU, each process is one rank of a data-parallel run (:mod:`cmrepro.training.distributed`); a
+rank that fails ends with one line naming it.
+
 In a sweep (``-m``) a failed job ends cleanly so the others run; its result.json (written by the
 training, the one writer of run files) says ``failed`` and why. The sweep ends with a summary of
 its jobs and exits 1 if any failed or was refused.

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from train_helpers import ROOT, run_cli
+from train_helpers import ROOT, metric_rows, run_cli
 
 # A CIFAR-shaped ResNet18 (BatchNorm) at 1/8 width on synthetic images: 48 training images in
 # global batches of 16 (8 per process), 3 steps an epoch; 16 validation images.
@@ -29,11 +29,6 @@ def torchrun(args: list[str], processes: int, env: dict | None = None) -> subpro
     return subprocess.run(
         [*command, "-m", "cmrepro.train", *args], cwd=ROOT, capture_output=True, text=True, env=environment, timeout=300
     )
-
-
-def _rows(run_dir) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in rows]
 
 
 def _assert_close_rows(a: list[dict], b: list[dict], tolerance: float) -> None:
@@ -55,7 +50,7 @@ def test_two_processes_train_what_one_process_trains_at_the_same_global_batch(op
     assert single.returncode == 0, single.stderr[-2000:]
     double = torchrun([*args, f"run_dir={two}"], processes=2)
     assert double.returncode == 0, double.stderr[-3000:]
-    _assert_close_rows(_rows(two), _rows(one), tolerance=1e-5)
+    _assert_close_rows(metric_rows(two), metric_rows(one), tolerance=1e-5)
     for key, value in _model(one).items():
         if value.is_floating_point():
             torch.testing.assert_close(_model(two)[key], value, rtol=0, atol=1e-5, msg=key)
@@ -79,7 +74,7 @@ def test_a_killed_rank_ends_the_job_and_the_rerun_resumes_to_the_same_metrics(tm
     resumed = torchrun([*args, f"run_dir={killed}"], processes=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stderr
-    _assert_close_rows(_rows(killed), _rows(straight), tolerance=0)
+    _assert_close_rows(metric_rows(killed), metric_rows(straight), tolerance=0)
 
 
 def test_data_that_cannot_be_split_is_one_line_before_training(tmp_path):

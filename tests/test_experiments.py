@@ -122,6 +122,11 @@ def test_slurm_launcher_config_composes_with_documented_fields():
     assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
     assert launcher["partition"] == "a100" and launcher["gpus_per_node"] == 1
     assert launcher["array_parallelism"] > 0 and launcher["timeout_min"] > 0 and launcher["max_num_timeout"] > 0
+    # One run over several nodes, one task per GPU (README, "Several GPUs"): the fields submitit reads.
+    spanning = ["hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=8",
+                "hydra.launcher.gpus_per_node=8"]  # fmt: skip
+    launcher = _hydra_config(spanning)
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 8, 8)
 
 
 def test_joblib_launcher_config_composes():

@@ -235,3 +235,13 @@ def test_batches_on_cuda_are_the_cpu_batches() -> None:
 def test_on_device_is_refused_for_datasets_that_cannot_keep_their_data_there(tmp_path):
     with pytest.raises(ValueError, match="invalid dataset.on_device: true for ptb"):
         build_data({"name": "ptb", "data_dir": str(tmp_path), "on_device": True}, seed=0)
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_an_epoch_resumed_at_a_step_gives_the_rest_of_that_epoch(tmp_path, on_device) -> None:
+    """A run stopped inside an epoch resumes there (cmrepro.training.epoch): the loader skips the
+    steps before it without reading them and gives the batches an uninterrupted epoch gives."""
+    data_fixtures.write_cifar10(tmp_path, n_train=100, n_test=12)
+    train = build_data(cifar_cfg(tmp_path, augment=False, on_device=on_device), seed=5, context=CPU).train
+    assert train.resumes_mid_epoch
+    assert_same_batches(train(2).starting_at(3), list(train(2))[3:])

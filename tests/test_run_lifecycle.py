@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import torch
 from test_import_graph import import_graph
-from train_helpers import QUICK, QUICK_STREAM, compose_run, run_cli
+from train_helpers import QUICK, QUICK_STREAM, compose_run, metric_rows, run_cli
 
 import cmrepro.training.epoch as epoch_module
 from cmrepro.seeds import SeedStream
@@ -34,11 +34,6 @@ SUPERVISED = [
 SWEEP = ["dataset=synthetic_image", "model.width=0.125", "dataset.num_train=32", "dataset.num_val=16",
          "dataset.image_size=16", "trainer.lr_milestones=[]", "trainer.progress=false"]  # fmt: skip
 STREAM = [*QUICK_STREAM, "optimizer=adam_cm", "trainer.max_steps_per_epoch=2", "trainer.lr_milestones=[1]"]
-
-
-def _rows(run_dir) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{key: value for key, value in row.items() if not key.endswith("_time_s")} for row in rows]
 
 
 def _crash_at(step: int):
@@ -89,7 +84,7 @@ def test_a_checkpoint_in_the_old_layout_resumes_to_the_uninterrupted_metrics(
     monkeypatch.undo()
     _rewrite_in_old_layout(resumed / "checkpoint.pt", keys, milestones=[1])
     assert train(cfg, resumed)["status"] == "done"
-    assert _rows(resumed) == _rows(straight)
+    assert metric_rows(resumed) == metric_rows(straight)
     assert {"epoch", "wall_time"} <= set(torch.load(resumed / "checkpoint.pt", weights_only=False))
 
 

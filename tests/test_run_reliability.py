@@ -14,12 +14,14 @@ import pytest
 import torch
 import yaml
 from data_fixtures import write_cifar10
-from train_helpers import ROOT, compose_run, run_cli
+from train_helpers import ROOT, compose_run, metric_rows, run_cli
 
 import cmrepro.training.epoch as epoch_module
+from cmrepro.command_checks import CommandLineError, check_command_line
 from cmrepro.config_keys import known_keys
 from cmrepro.run_identity import INCIDENTAL_KEYS, dirname_exclude_keys, without_incidental
 from cmrepro.run_lock import RunLock, RunLocked
+from cmrepro.train import CONF_DIR
 from cmrepro.training import ConfigError, train
 
 # CIFAR10 in its real format, 80 training images in batches of 16: 5 steps an epoch.
@@ -40,11 +42,6 @@ CIFAR = [
 QUICK = ["dataset=synthetic_image", "model.width=0.125", "dataset.num_train=32", "dataset.num_val=16",
          "dataset.image_size=16", "dataset.batch_size=16", "trainer.epochs=3", "trainer.lr_milestones=[]",
          "trainer.progress=false", "dataset.num_workers=0"]  # fmt: skip
-
-
-def _rows(run_dir) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in rows]
 
 
 def _crash_at(step: int):
@@ -70,7 +67,7 @@ def test_a_run_resumes_on_a_copy_of_its_data_elsewhere_and_refuses_other_data(tm
     monkeypatch.undo()
     shutil.copytree(first, scratch)  # staged to a job's scratch disk
     resumed = train(compose_run([*CIFAR, f"paths.data_dir={scratch}", "dataset.num_workers=1"], moved), moved)
-    assert resumed["status"] == "done" and _rows(moved) == _rows(straight)
+    assert resumed["status"] == "done" and metric_rows(moved) == metric_rows(straight)
 
     other = tmp_path / "other"
     monkeypatch.setattr(epoch_module, "_fault_injection", _crash_at(7))
@@ -153,16 +150,15 @@ def test_a_sweep_counts_a_locked_job_as_skipped_and_reports_failures(tmp_path):
 # ---------------------------------------------------------------- 3. signals
 
 
-@pytest.mark.parametrize("name, code", [("TERM", 143), ("INT", 130), ("USR1", 138)])
-def test_a_signal_checkpoints_marks_the_run_interrupted_and_exits_with_its_code(name, code, tmp_path):
+def test_sigterm_checkpoints_inside_the_epoch_marks_the_run_interrupted_and_the_rerun_resumes(tmp_path):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert run_cli([*QUICK, f"run_dir={straight}"]).returncode == 0
     # Step 3 of 6: inside epoch 2, after epoch 1's checkpoint.
-    interrupted = run_cli([*QUICK, f"run_dir={stopped}"], env={"CMREPRO_SIGNAL_AT_STEP": f"3:{name}"})
-    assert interrupted.returncode == code, interrupted.stderr
+    interrupted = run_cli([*QUICK, f"run_dir={stopped}"], env={"CMREPRO_SIGNAL_AT_STEP": "3:TERM"})
+    assert interrupted.returncode == 143, interrupted.stderr
     assert "Traceback" not in interrupted.stderr
     assert interrupted.stderr.strip().splitlines()[-1] == (
-        f"cmrepro.train: {stopped}: stopped by SIG{name} at step 1 of epoch 2; re-run the same command to resume"
+        f"cmrepro.train: {stopped}: stopped by SIGTERM at step 1 of epoch 2; re-run the same command to resume"
     )
     result = json.loads((stopped / "result.json").read_text())
     assert result["status"] == "interrupted" and result["epochs_completed"] == 1 and result["seed"] == 0
@@ -170,7 +166,17 @@ def test_a_signal_checkpoints_marks_the_run_interrupted_and_exits_with_its_code(
     assert (checkpoint["epoch"], checkpoint["step"]) == (1, 1)  # saved inside the epoch
     resumed = run_cli([*QUICK, f"run_dir={stopped}"])
     assert resumed.returncode == 0, resumed.stderr
-    assert _rows(stopped) == _rows(straight)
+    assert metric_rows(stopped) == metric_rows(straight)
+
+
+@pytest.mark.parametrize("name, code", [("INT", 130), ("USR1", 138)])
+def test_ctrl_c_and_sigusr1_stop_the_run_the_same_way_with_their_exit_codes(name, code, tmp_path):
+    interrupted = run_cli([*QUICK, f"run_dir={tmp_path}"], env={"CMREPRO_SIGNAL_AT_STEP": f"3:{name}"})
+    assert interrupted.returncode == code, interrupted.stderr
+    assert "Traceback" not in interrupted.stderr
+    assert interrupted.stderr.strip().splitlines()[-1].endswith(f"stopped by SIG{name} at step 1 of epoch 2; "
+                                                                "re-run the same command to resume")  # fmt: skip
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "interrupted"
 
 
 def test_a_chained_launcher_handler_runs_after_the_checkpoint(tmp_path):
@@ -221,14 +227,22 @@ def test_a_sweep_with_a_failed_job_exits_non_zero_with_a_summary(tmp_path):
         (["optimizer.lrr=1"], "unknown config key 'optimizer.lrr' (did you mean optimizer.lr?)"),
         (["optimiser=adam"], "unknown config key 'optimiser' (did you mean optimizer?)"),
         (["dataset=cifar10", "trainer.epochs=1"], "for a shorter run set trainer.lr_milestones=[]"),
-        (["-m", "optimiser=adam,sgd"], "unknown config key 'optimiser' (did you mean optimizer?)"),
+        (["-m", "optimiser=adam,sgd", "--cfg", "job"], "unknown config key 'optimiser' (did you mean optimizer?)"),
     ],
 )
-def test_a_bad_command_line_is_one_line_and_exit_2_leaving_no_directory(overrides, message, tmp_path):
-    done = run_cli([*overrides, f"paths.output_dir={tmp_path / 'runs'}"])
+def test_a_bad_command_line_is_one_line_before_hydra_runs(overrides, message):
+    with pytest.raises((CommandLineError, ConfigError)) as refused:
+        check_command_line(overrides, CONF_DIR)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_refused_command_line_exits_2_with_one_line_leaving_no_directory(tmp_path):
+    done = run_cli(["-m", "+trainer.epoch=1,2", f"paths.output_dir={tmp_path / 'runs'}"])
     assert done.returncode == 2
-    (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("cmrepro.train: ") and message in line
+    assert done.stderr.strip().splitlines() == [
+        "cmrepro.train: unknown config key 'trainer.epoch' (did you mean trainer.epochs?); "
+        "remove it from the command line"
+    ]
     assert not (tmp_path / "runs").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,12 @@ QUICK_STREAM = [
     "trainer.epochs=2",
     "trainer.progress=false",
 ]
+
+
+def metric_rows(run_dir: Path) -> list[dict]:
+    """A run's metrics.jsonl rows without their timings: what two runs that compute alike share."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{key: value for key, value in row.items() if not key.endswith("_time_s")} for row in rows]
 
 
 def compose_run(overrides: list[str], run_dir: Path) -> dict:

@@ -193,10 +193,12 @@ class EpochBatchSampler(Sampler[list[int]]):
 
 
 class EpochBatches:
-    """One epoch of a shuffled train loader: iterable (once at a time) with ``len()``;
-    :meth:`starting_at` skips its first steps without reading them (a run resumed inside the epoch)."""
+    """One epoch of a shuffled train loader (``owner``: a :class:`ShuffledTrainLoader` or the
+    on-device one, anything with ``iterate(epoch, start)`` and ``len()``): iterable (once at a
+    time) with ``len()``; :meth:`starting_at` skips its first steps without reading them (a run
+    resumed inside the epoch)."""
 
-    def __init__(self, owner: ShuffledTrainLoader, epoch: int, start: int = 0) -> None:
+    def __init__(self, owner, epoch: int, start: int = 0) -> None:
         self.owner = owner
         self.epoch = epoch
         self.start = start

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..seeds import SeedStream
-from .base import EpochBatchSampler, Shard, epoch_seed
+from .base import EpochBatches, EpochBatchSampler, Shard, epoch_seed
 
 # Zero padding on each side before the random crop back to the image size (the CIFAR
 # ResNet recipe); the loader path's RandomCrop uses it too.
@@ -125,25 +125,6 @@ class DeviceImages:
         return (pixels.float() / 255 - self.mean) / self.std
 
 
-class OnDeviceEpoch:
-    """One epoch of :class:`OnDeviceTrainLoader`: iterable, each time in the same order, with ``len()``."""
-
-    def __init__(self, owner: OnDeviceTrainLoader, epoch: int, start: int = 0) -> None:
-        self.owner = owner
-        self.epoch = epoch
-        self.start = start
-
-    def starting_at(self, step: int) -> OnDeviceEpoch:
-        """The epoch from step ``step`` on (a run resumed inside it): the same batches, crops included."""
-        return OnDeviceEpoch(self.owner, self.epoch, step)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return self.owner.iterate(self.epoch, self.start)
-
-    def __len__(self) -> int:
-        return len(self.owner)
-
-
 class OnDeviceTrainLoader:
     """``train(epoch)`` for an image set kept on ``device``: the batches of the loader path's
     sampler, randomly cropped and flipped when ``augment``.
@@ -168,8 +149,8 @@ class OnDeviceTrainLoader:
         self.data = DeviceImages(images, labels, device, normalise, CROP_PADDING if augment else 0)
         self.sampler = EpochBatchSampler(len(labels), batch_size, seed)
 
-    def __call__(self, epoch: int) -> OnDeviceEpoch:
-        return OnDeviceEpoch(self, epoch)
+    def __call__(self, epoch: int) -> EpochBatches:
+        return EpochBatches(self, epoch)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -191,7 +172,8 @@ class OnDeviceTrainLoader:
         order = torch.tensor(list(chain.from_iterable(batches)), dtype=torch.int64)
         return order.to(self.data.labels.device), [len(batch) for batch in batches]
 
-    resumes_mid_epoch = True  # see OnDeviceEpoch.starting_at
+    # A resumed epoch starts at any step: iterate() slices the epoch's index and crop tensors.
+    resumes_mid_epoch = True
 
     def iterate(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         # Everything random is drawn here, when iteration starts, as the loader path does.
