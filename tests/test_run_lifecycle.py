@@ -131,6 +131,8 @@ def test_the_seed_streams_keep_the_values_results_were_made_with():
         "TASK_SPLIT": 2,
         "NOTMNIST_TEST": 3,
         "SHARPNESS": 7,
+        "AUGMENT": 8,
+        "RANK": 9,
     }
 
 
