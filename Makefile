@@ -17,8 +17,11 @@ install:
 	$(PY) -m pip install $(TORCH_PIN)
 	$(PY) -m pip install -e ".[dev]"
 
+# The suite in TEST_JOBS processes (pytest-xdist): most tests wait on subprocesses of their own
+# (CLI runs, torchrun, sweeps), so two workers keep both cores busy.
+TEST_JOBS ?= 2
 test:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 # Fetch, check and unpack datasets into paths.data_dir ($CMREPRO_DATA or data/), e.g.
 # make data DATASETS="cifar10 ptb"; imagenet needs its archives: python -m cmrepro.data prepare imagenet --from ...

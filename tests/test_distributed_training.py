@@ -1,8 +1,9 @@
 """``torchrun -m cmrepro.train``: two CPU processes (gloo) train what one process trains at the
-same global batch, resume after one of them is killed, and refuse what they cannot split.
+same global batch, and resume after one of them is killed.
 
 The building blocks (the environment, the split batches, sync BatchNorm, the optimizer state on
-every rank, a failing rank) are tested in test_distributed.py; here the whole entry point runs.
+every rank, a failing rank, batches that do not split) are tested in test_distributed.py; here
+the whole entry point runs.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
-from train_helpers import ROOT, metric_rows, run_cli
+from train_helpers import ROOT, compose_run, metric_rows
+
+from cmrepro.training import train
 
 # A CIFAR-shaped ResNet18 (BatchNorm) at 1/8 width on synthetic images: 48 training images in
 # global batches of 16 (8 per process), 3 steps an epoch; 16 validation images.
@@ -38,6 +43,16 @@ def _assert_close_rows(a: list[dict], b: list[dict], tolerance: float) -> None:
             assert value == pytest.approx(row_b[key], rel=tolerance, abs=tolerance), key
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _model(run_dir) -> dict:
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
 
@@ -47,8 +62,8 @@ def test_two_processes_train_as_one_and_resume_after_one_of_them_is_killed(tmp_p
     are compared the same way, in process, by test_distributed.py)."""
     one, two, killed = tmp_path / "one", tmp_path / "two", tmp_path / "killed"
     args = [*RUN, "optimizer=adam_sam_cm"]
-    single = run_cli([*args, f"run_dir={one}"], env={"OMP_NUM_THREADS": "1"})
-    assert single.returncode == 0, single.stderr[-2000:]
+    with torch_threads(1):  # as each torchrun process (OMP_NUM_THREADS=1)
+        assert train(compose_run(args, one), one)["status"] == "done"
     double = torchrun([*args, f"run_dir={two}"], processes=2)
     assert double.returncode == 0, double.stderr[-3000:]
     _assert_close_rows(metric_rows(two), metric_rows(one), tolerance=1e-5)
@@ -69,11 +84,3 @@ def test_two_processes_train_as_one_and_resume_after_one_of_them_is_killed(tmp_p
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stderr
     _assert_close_rows(metric_rows(killed), metric_rows(two), tolerance=0)
-
-
-def test_data_that_cannot_be_split_is_one_line_before_training(tmp_path):
-    done = torchrun([*RUN, "dataset.batch_size=15", f"run_dir={tmp_path / 'run'}"], processes=2)
-    assert done.returncode != 0
-    # One line from each process (their writes to the shared stderr may interleave).
-    assert done.stderr.count("cmrepro.train: dataset.batch_size=15 does not split across 2 processes") == 2
-    assert "cmrepro/" not in done.stderr  # no traceback through cmrepro (torchrun prints its own summary)
