@@ -28,7 +28,7 @@ CODE_ONLY_KEYS = (
     "model.tie_weights",
 )
 # Keys whose value is a mapping of free-form entries (e.g. dataset.stand_in: {train: 4, ...}).
-OPEN_KEYS = ("dataset.stand_in", "dataset.roots", "hydra")
+OPEN_KEYS = ("dataset.stand_in", "dataset.roots")
 
 
 def _leaf_keys(node, prefix: str) -> Iterator[str]:

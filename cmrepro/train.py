@@ -34,8 +34,8 @@ from .data import DataError
 from .run_files import RESULT, RunFileError
 from .run_lock import RunLocked
 from .sweep_ledger import JobOutcome, close_ledger, read_outcomes, record_outcome, start_ledger, summary
-from .training import CheckpointError, ConfigError, Interrupted, train
-from .training.distributed import ONE_PROCESS, DistEnv, exit_on_failure
+from .training import CheckpointError, ConfigError, Interrupted, process_env, train
+from .training.distributed import exit_on_failure
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
@@ -61,8 +61,9 @@ def _run(cfg: DictConfig) -> None:
     try:
         # In a distributed run an unexpected error is one line naming the rank, and an exit that
         # does not wait for collectives the other ranks will never join.
-        with exit_on_failure(_process_env(), expected=HANDLED):
-            result = train(OmegaConf.to_container(cfg, resolve=True), run_dir, check=True)
+        env = process_env()
+        with exit_on_failure(env, expected=HANDLED):
+            result = train(OmegaConf.to_container(cfg, resolve=True), run_dir, check=True, env=env)
     except ConfigError as error:
         _remove_if_only_hydra(run_dir)  # a refused config leaves no run directory behind
         return end("refused", str(error), EXIT_REFUSED)
@@ -79,13 +80,6 @@ def _run(cfg: DictConfig) -> None:
     status = result["status"]
     print(f"cmrepro.train: {status}: {run_dir}", file=sys.stderr)
     record_outcome(JobOutcome(job, str(run_dir), status if not result.get("skipped") else "already ended"))
-
-
-def _process_env() -> DistEnv:
-    try:
-        return DistEnv.from_environ()
-    except ValueError:  # train() says so, as a ConfigError
-        return ONE_PROCESS
 
 
 def _remove_if_only_hydra(run_dir: Path) -> None:

@@ -6,7 +6,7 @@ needs no Hydra (``cmrepro.train`` is the Hydra entry point around it).
 
 from .checkpoint import CheckpointError
 from .checks import ConfigError, check_config
-from .dispatch import train
+from .dispatch import process_env, train
 from .interrupts import Interrupted
 
-__all__ = ["CheckpointError", "ConfigError", "Interrupted", "check_config", "train"]
+__all__ = ["CheckpointError", "ConfigError", "Interrupted", "check_config", "process_env", "train"]

@@ -47,7 +47,7 @@ def loop_for(cfg: DictConfig) -> Loop:
     return STREAM if is_task_stream(cfg.dataset.name) else SUPERVISED
 
 
-def train(cfg: Mapping, run_dir: Path, *, check: bool = False) -> dict:
+def train(cfg: Mapping, run_dir: Path, *, check: bool = False, env: DistEnv | None = None) -> dict:
     """Run (or resume, or skip) the training described by the resolved config ``cfg``; return result.json's content.
 
     ``check``: first :func:`~.checks.check_config` the config (the entry point checks it before
@@ -57,12 +57,13 @@ def train(cfg: Mapping, run_dir: Path, *, check: bool = False) -> dict:
 
     Under torchrun (or Slurm with several tasks) this process is one rank of a distributed run
     (:mod:`.distributed`): every rank trains, rank 0 alone locks the directory and writes its files.
+    ``env``: this process's place, when the caller has read it already (:func:`process_env`).
     """
     cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(cfg), resolve=True))
     config = OmegaConf.to_container(cfg)
     if check:
         check_config(config)
-    env = process_env()
+    env = env or process_env()
     records = RunRecords(run_dir, writer=env.is_main)
     loop = loop_for(cfg)
     with RunLock(run_dir) if env.is_main else nullcontext(), stop_on_signals() as stop:
