@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
+
+# Set to 1 for the whole traceback behind a one-line error (the device check sets it): the
+# first failure on a machine held for minutes must be diagnosable from its log alone.
+TRACEBACK_VARIABLE = "CMREPRO_TRACEBACK"
+
+
+def print_traceback_if_asked(error: BaseException) -> None:
+    """``error``'s full traceback on stderr when CMREPRO_TRACEBACK=1, before its one-line message."""
+    if os.environ.get(TRACEBACK_VARIABLE) == "1":
+        traceback.print_exception(error, file=sys.stderr)
 
 
 def unknown_option(argv: list[str], conf_dir: Path, groups: Iterable[str]) -> str | None:

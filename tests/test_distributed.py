@@ -56,6 +56,7 @@ TORCHRUN = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "1
 SLURM = {
     "SLURM_PROCID": "5",
     "SLURM_NTASKS": "8",
+    "SLURM_STEP_NUM_TASKS": "8",
     "SLURM_LOCALID": "1",
     "SLURM_JOB_NODELIST": "gpu[07-10]",
     "SLURM_JOB_ID": "4123456",

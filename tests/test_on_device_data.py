@@ -218,6 +218,7 @@ def test_on_device_must_be_a_boolean(cfg) -> None:
     assert str(refused.value) == "invalid dataset.on_device: 'true' (must be true or false)"
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_batches_on_cuda_are_the_cpu_batches() -> None:
     images, labels = random_images(40)

@@ -100,6 +100,10 @@ class DeviceImages:
         if normalise is not None:
             self.mean = torch.tensor(normalise.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
             self.std = torch.tensor(normalise.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+            # A tensor on the device, not the number 255: CUDA divides by a host scalar as a
+            # multiplication by its reciprocal, which differs from x / 255 in the last bit for 126
+            # of the 256 pixel values; dividing by a device tensor is a true division everywhere.
+            self.scale = torch.tensor(255.0, dtype=torch.float32, device=device)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -122,7 +126,7 @@ class DeviceImages:
         if self.normalise is None:
             return pixels.float()
         # The loader path's formula and operation order, so both give the same bits.
-        return (pixels.float() / 255 - self.mean) / self.std
+        return (pixels.float() / self.scale - self.mean) / self.std
 
 
 class OnDeviceTrainLoader:

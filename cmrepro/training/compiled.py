@@ -20,6 +20,8 @@ import sys
 import torch
 from torch import nn
 
+from .distributed import DistEnv, wrap_model
+
 # torch.compile's modes; ``true`` in a config means "default".
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -45,3 +47,30 @@ def forward_module(model: nn.Module, setting) -> nn.Module:
         print("cmrepro: trainer.compile ignored: torch.compile does not trace the LSTM; running eager", file=sys.stderr)
         return model
     return torch.compile(model, mode=mode)
+
+
+def training_modules(model: nn.Module, setting, env: DistEnv, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """``(runner, evaluator)``: what the training steps and the evaluation passes call.
+
+    In a process group the runner is DistributedDataParallel around ``model``, and it is the
+    wrapper that is compiled, so that torch.compile sees DDP's gradient buckets and lets their
+    all-reduce overlap the backward pass (compiling the model inside DDP would leave DDP one
+    opaque module whose communication waits for the whole backward). The evaluator is ``model``,
+    compiled apart: evaluation needs no gradient communication. In one process both are the
+    same module, compiled once.
+    """
+    runner = forward_module(wrap_model(model, env, device), setting)
+    evaluator = forward_module(model, setting) if env.enabled else runner
+    return runner, evaluator
+
+
+def check_compile_in_process_group(setting, sync_batchnorm: bool, env: DistEnv) -> None:
+    """ValueError (one line) for ``trainer.compile`` with SyncBatchNorm on several processes."""
+    if compile_mode(setting) is None or not sync_batchnorm or env.world_size < 2:
+        return
+    raise ValueError(
+        f"trainer.compile={setting} with trainer.sync_batchnorm=true on {env.world_size} processes: torch.compile "
+        "breaks its graph at every SyncBatchNorm layer (little is left to compile) and compile with DDP and "
+        "SyncBatchNorm has open upstream failures; set trainer.sync_batchnorm=false (BatchNorm statistics per "
+        "GPU, the usual DDP recipe) or trainer.compile=false"
+    )

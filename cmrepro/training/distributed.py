@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..cli import print_traceback_if_asked
 from ..data.base import Shard
 from .sync_batchnorm import convert_to_cpu_sync
 
@@ -85,14 +86,20 @@ class DistEnv:
 
     @classmethod
     def from_environ(
-        cls, environ: Mapping[str, str] | None = None, hostnames: Callable[[str], list[str]] | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        hostnames: Callable[[str], list[str]] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> DistEnv:
         """Read torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-        ``MASTER_PORT``; else, under Slurm with ``SLURM_NTASKS`` > 1, ``SLURM_PROCID``,
-        ``SLURM_NTASKS`` and ``SLURM_LOCALID``, the master host being ``MASTER_ADDR`` or the first
-        host of ``SLURM_JOB_NODELIST`` (``hostnames``, by default ``scontrol show hostnames``)
-        and the port ``MASTER_PORT`` or one derived from ``SLURM_JOB_ID``; else one process.
+        ``MASTER_PORT``; else, in a Slurm job step of several tasks (``srun``; ``SLURM_NTASKS`` > 1
+        and ``SLURM_STEP_NUM_TASKS`` > 1), ``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS`` and
+        ``SLURM_LOCALID``, the master host being ``MASTER_ADDR`` or the first host of
+        ``SLURM_JOB_NODELIST`` (``hostnames``, by default ``scontrol show hostnames``) and the port
+        ``MASTER_PORT`` or one derived from ``SLURM_JOB_ID``; else one process (with a line to
+        ``warn``, stderr by default, when a job of several tasks runs this outside such a step).
         ValueError (one line) for a variable that is missing or not a number."""
+        warn = warn or _print_to_stderr
         environ = os.environ if environ is None else environ
         if "RANK" in environ or "WORLD_SIZE" in environ:
             missing = [name for name in TORCHRUN_VARIABLES if name not in environ]
@@ -110,9 +117,19 @@ class DistEnv:
                 master_port=_integer(environ, "MASTER_PORT"),
             )
         if _integer(environ, "SLURM_NTASKS", 1) > 1:
+            step_tasks = _integer(environ, "SLURM_STEP_NUM_TASKS", 1)
+            if step_tasks == 1:
+                # The batch script itself (python without srun) or a one-task step: the job's
+                # other tasks never start, so a process group would wait for them until its timeout.
+                warn(
+                    f"cmrepro: SLURM_NTASKS={environ['SLURM_NTASKS']} but this job step runs one task "
+                    f"(SLURM_STEP_NUM_TASKS={environ.get('SLURM_STEP_NUM_TASKS', 'unset')}): training in one "
+                    "process; start it with srun (or the submitit launcher) to use every task"
+                )
+                return cls()
             return cls(
                 rank=_integer(environ, "SLURM_PROCID"),
-                world_size=_integer(environ, "SLURM_NTASKS"),
+                world_size=step_tasks,
                 local_rank=_integer(environ, "SLURM_LOCALID"),
                 launcher="slurm",
                 master_addr=environ.get("MASTER_ADDR") or _first_host(environ, hostnames or slurm_hostnames),
@@ -122,6 +139,27 @@ class DistEnv:
 
 
 ONE_PROCESS = DistEnv()  # a run without a process group
+
+
+def _print_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def cuda_device(env: DistEnv, visible: int) -> torch.device:
+    """This process's GPU among the ``visible`` ones: ``cuda:LOCAL_RANK`` when each process sees
+    every GPU of its node (torchrun, srun), ``cuda:0`` when it sees exactly one (Slurm's
+    ``--gpus-per-task=1`` or ``--gpu-bind`` hand each task its own GPU while ``SLURM_LOCALID``
+    still counts the node's tasks). ValueError (one line) when neither holds."""
+    if visible == 1:
+        return torch.device("cuda", 0)
+    if 0 <= env.local_rank < visible:
+        return torch.device("cuda", env.local_rank)
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+    raise ValueError(
+        f"rank {env.rank} is local rank {env.local_rank} on its node but sees {visible} GPUs "
+        f"(CUDA_VISIBLE_DEVICES={shown}): start at most {visible} processes per node, or give each "
+        "process one GPU (srun --gpus-per-task=1)"
+    )
 
 
 def _integer(environ: Mapping[str, str], name: str, default: int | None = None) -> int:
@@ -166,7 +204,7 @@ def slurm_hostnames(nodelist: str) -> list[str]:
 
 def init_distributed(env: DistEnv, device: torch.device | str, timeout: timedelta = DEFAULT_TIMEOUT) -> torch.device:
     """Join the run's process group (NCCL on CUDA, gloo otherwise) and return this rank's
-    device: ``cuda:<local_rank>``, made current, on CUDA; ``device`` itself otherwise, and
+    device: its GPU (:func:`cuda_device`), made current, on CUDA; ``device`` itself otherwise, and
     unchanged, with no group, when ``env`` is not :attr:`~DistEnv.enabled`.
 
     ``timeout``: how long any collective, the rendezvous included, waits for the other ranks
@@ -176,7 +214,7 @@ def init_distributed(env: DistEnv, device: torch.device | str, timeout: timedelt
     if not env.enabled:
         return device
     if device.type == "cuda":
-        device = torch.device("cuda", env.local_rank)
+        device = cuda_device(env, torch.cuda.device_count())
         torch.cuda.set_device(device)
     # init_process_group's env:// rendezvous reads these; torchrun has set them already, and
     # its own store (TORCHELASTIC_USE_AGENT_STORE) is only found that way.
@@ -262,6 +300,7 @@ def exit_on_failure(
     except (SystemExit, *expected):  # handled by the caller, which ends the process itself
         raise
     except BaseException as error:  # noqa: BLE001 - every failure must end this rank, KeyboardInterrupt too
+        print_traceback_if_asked(error)
         message = " ".join(str(error).split())
         print(
             f"{program}: rank {env.rank} of {env.world_size} failed: {type(error).__name__}: {message}", file=sys.stderr

@@ -26,8 +26,9 @@ from ..models import ModelSpec, build_model
 from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
-from .compiled import forward_module
-from .distributed import DistEnv, convert_sync_batchnorm, reduce_sums, wrap_model
+from .checks import ConfigError
+from .compiled import check_compile_in_process_group, training_modules
+from .distributed import DistEnv, convert_sync_batchnorm, reduce_sums
 from .epoch import stop_inside_epoch, train_epoch
 from .interrupts import Interrupted, StopRequest
 from .loggers import NullLogger, WandbLogger, log_epoch
@@ -45,6 +46,10 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: St
     over the global batch under ``trainer.sync_batchnorm``), each process trains and evaluates
     its part of every batch, and rank 0 alone writes the run's files.
     """
+    try:
+        check_compile_in_process_group(cfg.trainer.compile, cfg.trainer.sync_batchnorm, env)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     settings = setup_torch(cfg, env)
     data, fingerprint = load_data(cfg, settings.device, run_dir)
     spec = ModelSpec(
@@ -72,14 +77,14 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: St
 
     summarize = partial(summarize_epochs, monitor=task.monitor, mode=task.mode)
     result, logger = open_records(cfg, run_dir, records, state, summarize, env)
-    evaluator = forward_module(model, cfg.trainer.compile)  # the model itself unless trainer.compile
+    runner, evaluator = training_modules(model, cfg.trainer.compile, env, settings.device)
     run = _SupervisedRun(
         cfg=cfg,
         run_dir=run_dir,
         data=data,
         task=task,
         model=model,
-        runner=wrap_model(evaluator, env, settings.device),  # evaluator itself in one process
+        runner=runner,  # evaluator itself in one process
         evaluator=evaluator,
         env=env,
         optimizer=optimizer,
@@ -107,9 +112,10 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: St
 class _SupervisedRun:
     """The pieces of a supervised run that its epochs use.
 
-    ``runner`` does the training forward passes (``model``, compiled under ``trainer.compile``,
-    in DistributedDataParallel in a distributed run); ``evaluator`` the evaluation passes (the
-    same without DDP, which would synchronise buffers at every pass of unevenly split sets);
+    ``runner`` does the training forward passes (``model``, in DistributedDataParallel in a
+    distributed run, compiled under ``trainer.compile``: :func:`~.compiled.training_modules`);
+    ``evaluator`` the evaluation passes (the same without DDP, which would synchronise buffers at
+    every pass of unevenly split sets);
     ``model`` is checkpointed and measured.
     """
 
