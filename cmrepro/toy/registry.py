@@ -1,0 +1,215 @@
+"""The registry of the paper's toy claims, ``conf/toy/claims.yaml``: sentences, claims and measures.
+
+The file is the one place where a claim is declared (the quoted sentence and its place in the
+paper, the source CSV, the population, the settings compared, the measures and the rule); this
+module reads it into frozen dataclasses and refuses a malformed entry with one line that names it.
+``cmrepro.toy.claims`` evaluates what is read here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REGISTRY = Path(__file__).resolve().parents[2] / "conf" / "toy" / "claims.yaml"
+
+POPULATIONS = {
+    "uniform": "seeded uniform random starts",
+    "grid": "a grid of starts",
+    "cells": "fixed (s, x0) cells",
+    "computation": "an exact computation",
+}
+TESTS = ("paired", "trend", "share", "equivalent", "computation")
+DIRECTIONS = ("higher", "lower")
+FIXED = ("grid", "cells")  # populations that are not samples: always the exact test
+
+
+class RegistryError(ValueError):
+    """A malformed registry entry (one line: the entry, what is wrong, the fix)."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str  # the CSV column
+    better: str  # "higher" or "lower"
+    min_effect: float  # below this (in the column's units) a certain difference is "negligible"
+    what: str
+    alternatives: tuple[str, ...] = ()  # other rules for the same outcome (the sensitivity table)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One measure of a claim, with the direction the claim needs (the measure's unless overridden)."""
+
+    column: str
+    better: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    sentence: str  # the id of the sentence it tests
+    artefact: str  # "Figure 7 (left)"
+    claim: str
+    source: str  # results/toy/<source>.csv
+    population: str
+    parts: tuple[Part, ...]
+    test: str = "paired"
+    a: str | None = None
+    b: str | None = None
+    b_source: str | None = None
+    pair_on: str = "run"
+    where: tuple[tuple[str, tuple], ...] = ()  # (column, accepted values)
+    settings: tuple[tuple[str, float], ...] = ()  # trend: (setting, C)
+    setting: str | None = None  # share: the one setting
+    threshold: float = 0.5  # share: the level the mean must exceed
+
+    @property
+    def family(self) -> str:
+        """The Holm family: the paper's table or figure ("Figure 7 (left)" -> "Figure 7")."""
+        return self.artefact.partition(" (")[0]
+
+    @property
+    def exact(self) -> bool:
+        return self.population in FIXED
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.source,) + ((self.b_source,) if self.b_source else ())
+
+
+@dataclass(frozen=True)
+class Sentence:
+    id: str
+    place: str
+    quote: str
+    claims: tuple[str, ...] = ()  # ids of the claims declared under it
+    same_as: tuple[str, ...] = ()  # ids of claims of other sentences that test it
+    not_testable: str | None = None
+
+
+@dataclass(frozen=True)
+class Registry:
+    measures: dict[str, Measure]
+    sentences: tuple[Sentence, ...]
+    claims: tuple[Claim, ...] = field(default=())
+
+    def claim(self, claim_id: str) -> Claim:
+        return next(c for c in self.claims if c.id == claim_id)
+
+
+def _fail(where: str, problem: str) -> RegistryError:
+    return RegistryError(f"conf/toy/claims.yaml: {where}: {problem}")
+
+
+def _measure(name: str, raw: dict) -> Measure:
+    if raw.get("better") not in DIRECTIONS:
+        raise _fail(f"measure {name}", f"better={raw.get('better')!r} must be one of {DIRECTIONS}")
+    effect = raw.get("min_effect")
+    if not isinstance(effect, (int, float)) or effect < 0:
+        raise _fail(f"measure {name}", f"min_effect={effect!r} must be a number >= 0 (the smallest gap that matters)")
+    return Measure(name, raw["better"], float(effect), str(raw.get("what", name)), tuple(raw.get("alternatives", ())))
+
+
+def _parts(raw: dict, measures: dict[str, Measure], where: str) -> tuple[Part, ...]:
+    items = raw.get("measures")
+    if not items:
+        raise _fail(where, "no measures: list the CSV columns the claim tests, e.g. measures: [loss]")
+    parts = []
+    for item in items:
+        column, better = (item, None) if isinstance(item, str) else (item.get("column"), item.get("better"))
+        if column not in measures:
+            raise _fail(where, f"measure {column!r} is not declared under measures: declare it with its min_effect")
+        better = better or measures[column].better
+        if better not in DIRECTIONS:
+            raise _fail(where, f"better={better!r} must be one of {DIRECTIONS}")
+        parts.append(Part(column, better))
+    return tuple(parts)
+
+
+def _where(raw: dict) -> tuple[tuple[str, tuple], ...]:
+    return tuple(
+        (column, tuple(value) if isinstance(value, list) else (value,)) for column, value in raw.get("where", {}).items()
+    )
+
+
+def _claim(raw: dict, sentence: str, measures: dict[str, Measure]) -> Claim:
+    where = f"claim {raw.get('id', '(no id)')}"
+    for key in ("id", "artefact", "claim", "source", "population"):
+        if not raw.get(key):
+            raise _fail(where, f"missing {key!r}")
+    test = raw.get("test", "paired")
+    if test not in TESTS:
+        raise _fail(where, f"test={test!r} must be one of {TESTS}")
+    if raw["population"] not in POPULATIONS:
+        raise _fail(where, f"population={raw['population']!r} must be one of {tuple(POPULATIONS)}")
+    needed = {"paired": ("a", "b"), "equivalent": ("a", "b"), "trend": ("settings",), "share": ("setting",)}
+    for key in needed.get(test, ()):
+        if not raw.get(key):
+            raise _fail(where, f"a {test} claim needs {key!r}")
+    settings = raw.get("settings", {})
+    if test == "trend" and len(settings) < 2:
+        raise _fail(where, "a trend needs at least two settings {name: C}")
+    return Claim(
+        id=raw["id"],
+        sentence=sentence,
+        artefact=raw["artefact"],
+        claim=raw["claim"],
+        source=raw["source"],
+        population=raw["population"],
+        parts=_parts(raw, measures, where),
+        test=test,
+        a=raw.get("a"),
+        b=raw.get("b"),
+        b_source=raw.get("b_source"),
+        pair_on=raw.get("pair_on", "run"),
+        where=_where(raw),
+        settings=tuple((name, float(c)) for name, c in settings.items()),
+        setting=raw.get("setting"),
+        threshold=float(raw.get("threshold", 0.5)),
+    )
+
+
+def load(path: Path = REGISTRY) -> Registry:
+    """The registry at ``path``, checked: unique ids, declared measures, same_as naming real claims."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise RegistryError(f"{path}: cannot read the claims registry ({error}); restore it from git") from None
+    if not isinstance(raw, dict) or "measures" not in raw or "sentences" not in raw:
+        raise RegistryError(f"{path}: not a claims registry: it needs 'measures' and 'sentences'")
+    measures = {name: _measure(name, spec) for name, spec in raw["measures"].items()}
+    for measure in measures.values():
+        for other in measure.alternatives:
+            if other not in measures:
+                raise _fail(f"measure {measure.name}", f"alternative {other!r} is not declared under measures")
+    sentences, claims = [], []
+    for entry in raw["sentences"]:
+        where = f"sentence {entry.get('id', '(no id)')}"
+        if not entry.get("id") or not entry.get("quote") or not entry.get("place"):
+            raise _fail(where, "a sentence needs an id, its quote and its place in the paper")
+        mine = [_claim(c, entry["id"], measures) for c in entry.get("claims", ())]
+        if not (mine or entry.get("same_as") or entry.get("not_testable")):
+            raise _fail(where, "neither claims, same_as nor not_testable: say how the sentence is tested")
+        claims += mine
+        sentences.append(
+            Sentence(
+                entry["id"],
+                entry["place"],
+                " ".join(entry["quote"].split()),
+                tuple(c.id for c in mine),
+                tuple(entry.get("same_as", ())),
+                entry.get("not_testable"),
+            )
+        )
+    ids = [c.id for c in claims]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise _fail(f"claims {duplicates}", "ids must be unique")
+    for sentence in sentences:
+        unknown = [i for i in sentence.same_as if i not in ids]
+        if unknown:
+            raise _fail(f"sentence {sentence.id}", f"same_as names no declared claim: {unknown}")
+    return Registry(measures, tuple(sentences), tuple(claims))
