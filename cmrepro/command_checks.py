@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import unwritable_directory
-from .config_keys import unknown_key_message, unknown_keys
+from .config_keys import unknown_key_message, unknown_keys, yaml_problem
 from .training import check_config
+from .training.checks import resolved_config
 
 # Flags after which the command line is left to Hydra alone (help, another config, shell completion).
 _HYDRA_ONLY_FLAGS = (
@@ -41,9 +43,9 @@ class CommandLineError(ValueError):
     """A command line Hydra would refuse with several lines, or accept though it cannot run; one line."""
 
 
-def first_job_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of the first job ``argv`` describes (a sweep's first value of each swept key),
-    without Hydra's own settings; None when a flag leaves the command line to Hydra."""
+def parse_overrides(argv: list[str]) -> list | None:
+    """The overrides of ``argv`` (Hydra's parsed ``Override``s), without Hydra's own settings;
+    None when a flag leaves the command line to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -57,17 +59,43 @@ def first_job_overrides(argv: list[str]) -> list[str] | None:
         elif not arg.lstrip("+~").startswith("hydra"):
             arguments.append(arg)
     try:
-        overrides = OverridesParser.create().parse_overrides(arguments)
+        return OverridesParser.create().parse_overrides(arguments)
     except HydraException as error:
         raise CommandLineError(_first_line(error)) from None
-    first = []
+
+
+def job_lines(override) -> list[str]:
+    """``override`` as each job of a sweep gets it (``key=value``, one line per swept value)."""
+    if not override.is_sweep_override():
+        return [override.input_line]
+    return [f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()]
+
+
+def first_job(overrides: list) -> list[str]:
+    """The overrides of a sweep's first job: the first value of each swept key."""
+    return [next(iter(job_lines(override)), "") for override in overrides]
+
+
+def check_path_components(overrides: list, conf_dir: Path) -> None:
+    """CommandLineError unless every override that names the run directory (Hydra's
+    ``override_dirname``: each ``key=value`` not in its ``exclude_keys``, as typed) stays one
+    component of it: a ``/`` in a value would make subdirectories, and ``..`` climb out of
+    ``paths.output_dir`` (``benchmark.table=../../x``). A config group's option (``experiment=
+    table2/best/cifar100_adam``) names a file under ``conf/``: its ``/`` are kept, its ``..`` are not."""
+    naming = OmegaConf.load(conf_dir / "config.yaml").hydra.job.config.override_dirname
     for override in overrides:
-        if override.is_sweep_override():
-            value = next(iter(override.sweep_string_iterator()), "")
-            first.append(f"{override.get_key_element()}={value}")
-        else:
-            first.append(override.input_line)
-    return first
+        if override.key_or_group in naming.exclude_keys:
+            continue
+        is_group = (conf_dir / override.key_or_group).is_dir()
+        for line in job_lines(override):
+            parts = line.split("/")
+            if (len(parts) > 1 and not is_group) or any(part in ("..", ".") for part in parts):
+                value = line.partition("=")[2]
+                must = "an option under conf/ without '..'" if is_group else "free of '/' and '..'"
+                raise CommandLineError(
+                    f"invalid {override.key_or_group}: {value!r} (must be {must}: it becomes part of "
+                    "the run directory's name under paths.output_dir); choose another value"
+                )
 
 
 def compose_config(conf_dir: Path, overrides: list[str]):
@@ -81,6 +109,8 @@ def compose_config(conf_dir: Path, overrides: list[str]):
             return compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as error:
         raise CommandLineError(_composition_problem(error, conf_dir)) from None
+    except yaml.YAMLError as error:  # a config file the command uses is not valid YAML
+        raise CommandLineError(yaml_problem(error)) from None
 
 
 def _composition_problem(error: Exception, conf_dir: Path) -> str:
@@ -98,10 +128,11 @@ def _first_line(error: Exception) -> str:
 def check_command_line(argv: list[str], conf_dir: Path) -> DictConfig | None:
     """Compose the (first) job of ``argv`` and check it; CommandLineError or ConfigError with one
     line where it cannot run. The composed config, or None where flags leave it to Hydra."""
-    overrides = first_job_overrides(argv)
-    if overrides is None:
+    parsed = parse_overrides(argv)
+    if parsed is None:
         return None
-    cfg = compose_config(conf_dir, overrides)
+    check_path_components(parsed, conf_dir)
+    cfg = compose_config(conf_dir, first_job(parsed))
     config = OmegaConf.to_container(cfg, resolve=False)
     unknown = unknown_keys(config, conf_dir)
     if unknown:
@@ -114,5 +145,5 @@ def check_command_line(argv: list[str], conf_dir: Path) -> DictConfig | None:
             "set paths.output_dir to a writable directory"
         )
     resolvable = {key: value for key, value in config.items() if key != "run_dir"}  # run_dir needs Hydra's runtime
-    check_config(OmegaConf.to_container(OmegaConf.create(resolvable), resolve=True))
+    check_config(resolved_config(OmegaConf.create(resolvable)))
     return cfg

@@ -57,7 +57,10 @@ def known_keys(conf_dir: Path) -> frozenset[str]:
     for path in conf_dir.rglob("*.yaml"):
         if path.relative_to(conf_dir).parts[0] in _NOT_RUN_GROUPS:
             continue
-        content = yaml.safe_load(path.read_text()) or {}
+        try:
+            content = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:  # no keys from it; a command that uses it is refused when Hydra composes it
+            continue
         keys.update(_leaf_keys(content, _package(path, conf_dir)))
     return frozenset(keys | {k.rsplit(".", i)[0] for k in keys for i in range(1, k.count(".") + 1)})
 
@@ -86,3 +89,12 @@ def unknown_key_message(key: str, conf_dir: Path) -> str:
     nearest = difflib.get_close_matches(key, siblings or known_keys(conf_dir), n=1, cutoff=0.5)
     hint = f"did you mean {nearest[0]}?" if nearest else "no config file or code reads it"
     return f"unknown config key {key!r} ({hint}); remove it from the command line"
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a config file that is not valid YAML: the file, the line, what is wrong, the fix."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return f"a config file is not valid YAML ({error}); fix it"
+    problem = ": ".join(part for part in (getattr(error, "context", None), getattr(error, "problem", None)) if part)
+    return f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML ({problem}); fix the file"

@@ -35,6 +35,7 @@ from .run_files import RESULT, RunFileError
 from .run_lock import RunLocked
 from .sweep_ledger import JobOutcome, close_ledger, read_outcomes, record_outcome, start_ledger, summary
 from .training import CheckpointError, ConfigError, Interrupted, process_env, train
+from .training.checks import resolved_config
 from .training.distributed import exit_on_failure
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -63,7 +64,7 @@ def _run(cfg: DictConfig) -> None:
         # does not wait for collectives the other ranks will never join.
         env = process_env()
         with exit_on_failure(env, expected=HANDLED):
-            result = train(OmegaConf.to_container(cfg, resolve=True), run_dir, check=True, env=env)
+            result = train(resolved_config(cfg), run_dir, check=True, env=env)  # ConfigError: ${oc.env:UNSET}
     except ConfigError as error:
         _remove_if_only_hydra(run_dir)  # a refused config leaves no run directory behind
         return end("refused", str(error), EXIT_REFUSED)

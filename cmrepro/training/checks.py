@@ -7,9 +7,13 @@ parameter, so the rules live in one place (``cmrepro.optim``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
+from torch.optim import Optimizer
 
 from ..data import DATASET_TASKS
 from ..metrics import metrics_settings
@@ -23,6 +27,9 @@ from .compiled import compile_mode
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 LOGGERS = ("local", "wandb")
+# numpy's global generator (seeded from the run seed: the official CM code draws from it) takes
+# seeds below 2**32 only.
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -30,7 +37,7 @@ class ConfigError(ValueError):
 
 
 def check_config(cfg: Mapping) -> None:
-    _check_int("seed", cfg["seed"], minimum=0)
+    _check_int("seed", cfg["seed"], minimum=0, maximum=MAX_SEED)
     _check_trainer(cfg["trainer"])
     _check_choice("logger.name", cfg["logger"]["name"], LOGGERS)
     _check_data_and_model(cfg["dataset"], cfg["model"])
@@ -105,8 +112,10 @@ def _check_metrics(cfg: Mapping | None, batch_size: int | None) -> None:
         raise ConfigError(str(error)) from None
 
 
-def _check_int(key: str, value, minimum: int) -> int:
-    check(is_integer(value) and value >= minimum, key, value, f"an integer >= {minimum}", ConfigError)
+def _check_int(key: str, value, minimum: int, maximum: int | None = None) -> int:
+    within = is_integer(value) and value >= minimum and (maximum is None or value <= maximum)
+    must = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+    check(within, key, value, must, ConfigError)
     return value
 
 
@@ -122,3 +131,64 @@ def check_bool(key: str, value) -> None:
 def _check_choice(key: str, value, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"invalid {key}: {value!r} (choose one of: {', '.join(map(str, choices))})")
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    """``cfg`` as a plain dict with every interpolation resolved; a ConfigError naming the key
+    whose value cannot be (``${oc.env:NAME}`` with NAME unset, a reference to no key)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as error:
+        raw = OmegaConf.to_container(cfg, resolve=False)
+        for part in str(error.full_key).split("."):
+            raw = raw.get(part) if isinstance(raw, Mapping) else raw
+        # OmegaConf's first line, less its "KeyError raised while resolving interpolation:" preamble.
+        reason = re.sub(r"^.*resolving interpolation: ", "", str(error).splitlines()[0]).strip("\"")
+        raise ConfigError(
+            f"cannot resolve {error.full_key}: {raw!r} ({reason}); "
+            f"set the variable it reads, or give {error.full_key} a value on the command line"
+        ) from None
+
+
+def check_buffer_memory(optimizer: Optimizer, device: torch.device) -> None:
+    """ConfigError when the critical-momenta buffers (``topC`` copies of every parameter, allocated
+    at the first step) need more memory than ``device`` has free: refused before the run starts,
+    not at its first step."""
+    groups = [group for group in optimizer.param_groups if group.get("topC")]
+    if not groups:
+        return
+    per_copy = sum(_buffer_item_bytes(group) * p.numel() for group in groups for p in group["params"])
+    capacity = max(group["topC"] for group in groups)
+    free = free_memory(device)
+    if free is None or capacity * per_copy <= free:
+        return
+    raise ConfigError(
+        f"invalid optimizer.topC: {capacity} (must be at most {free // per_copy} here: its buffer would need "
+        f"{_size(capacity * per_copy)}, {capacity} copies of the parameters' {_size(per_copy)}, and "
+        f"{device.type} has {_size(free)} free)"
+    )
+
+
+def _buffer_item_bytes(group: dict) -> int:
+    dtype = group.get("buffer_dtype") or group["params"][0].dtype
+    return torch.empty(0, dtype=dtype).element_size()
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on ``device`` now (a GPU's free memory; the host's available memory); None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:  # Linux: what can be allocated without swapping
+        with open("/proc/meminfo") as meminfo:
+            available = next(line for line in meminfo if line.startswith("MemAvailable:"))
+        return int(available.split()[1]) * 1024
+    except (OSError, StopIteration):
+        return None
+
+
+def _size(count: int) -> str:
+    """``count`` bytes in the largest unit that keeps it at least 1 (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if count < 1000 or unit == "PB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000

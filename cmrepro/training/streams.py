@@ -30,7 +30,7 @@ from ..models.task_heads import TaskHeads
 from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
-from .checks import ConfigError, check_bool
+from .checks import ConfigError, check_bool, check_buffer_memory
 from .compiled import forward_module
 from .distributed import DistEnv
 from .epoch import stop_inside_epoch, train_epoch
@@ -68,6 +68,7 @@ def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: StopRe
     )
     model = TaskHeads(build_model(cfg.model, spec), stream.classes_per_task).to(settings.device)
     learner = _Learner(cfg, model)
+    check_buffer_memory(learner.optimizer, settings.device)  # before the first step would allocate it
     state, _ = resume(run_dir, OmegaConf.to_container(cfg), model, learner.optimizer, StreamState, fingerprint, env)
 
     result, logger = open_records(cfg, run_dir, records, state, stream_summary)

@@ -26,7 +26,7 @@ from ..models import ModelSpec, build_model
 from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
-from .checks import ConfigError
+from .checks import ConfigError, check_buffer_memory
 from .compiled import check_compile_in_process_group, training_modules
 from .distributed import DistEnv, convert_sync_batchnorm, reduce_sums
 from .epoch import stop_inside_epoch, train_epoch
@@ -64,6 +64,7 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: St
         model = convert_sync_batchnorm(model, settings.device)
     model = model.to(settings.device)
     optimizer = optimizer_from_config(cfg.optimizer, model.parameters(), model)
+    check_buffer_memory(optimizer, settings.device)  # before the first step would allocate it
     schedule = StepSchedule(optimizer, cfg.trainer.lr_milestones, cfg.trainer.lr_gamma)
     task = task_for(data.task)
     # Before the checkpoint is loaded: distance is measured from the initial parameters. On the
