@@ -119,10 +119,12 @@ analysis-figures-smoke: $(ANALYSIS_FIGURES:%=%-smoke)
 bench-metrics:
 	$(PY) scripts/bench_metrics.py --threads 1 --out results/bench/metrics_cpu.json
 
-# Every GPU check on one machine with a CUDA device: the `cuda` tests, then the GPU
-# benchmarks and the GPU-hour estimate, into results/bench/device/ (or $$OUT).
+# Every GPU check on one machine with a CUDA device, as one command of at most ~9 minutes
+# (scripts/device_checks.py: the steps, their caps, the deadline): log.txt, steps.tsv and
+# results.tgz into $$OUT or results/bench/device/. With .venv's python if there is one, else
+# the machine's python3 (a bare GPU image: carry the wheels of scripts/device_wheels.sh).
 device-checks:
-	PYTHON=$(PY) bash scripts/device_checks.sh
+	PYTHON=$$(test -x $(PY) && echo $(PY) || echo python3) bash scripts/device_checks.sh
 
 # Every artefact of the paper, then results/README.md (the index of every table and figure:
 # command, outputs, status; `python -m cmrepro.report index` rewrites it alone). SCALE=smoke runs

@@ -29,6 +29,7 @@ INCIDENTAL_KEYS = (
     "trainer.device",
     "trainer.progress",
     "trainer.keep_checkpoint",
+    "trainer.checkpoint_every",  # when checkpoints are written, not what is trained
     "trainer.compile",  # the same computation, compiled; resuming eagerly is allowed
 )
 

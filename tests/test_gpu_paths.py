@@ -134,7 +134,10 @@ def test_a_failing_rank_prints_its_traceback_when_asked(monkeypatch, capsys, ask
         with distributed.exit_on_failure(env):
             deep_failure()
     err = capsys.readouterr().err
-    assert err.rstrip().splitlines()[-1] == "cmrepro.train: rank 1 of 2 failed: RuntimeError: NCCL error: unhandled cuda error"
+    assert (
+        err.rstrip().splitlines()[-1]
+        == "cmrepro.train: rank 1 of 2 failed: RuntimeError: NCCL error: unhandled cuda error"
+    )
     assert ("Traceback (most recent call last)" in err and "deep_failure" in err) is asked
 
 

@@ -22,6 +22,7 @@ from ..models.registry import MODEL_TASKS, model_width
 from ..optim import OPTIMIZER_NAMES, optimizer_from_config
 from ..optim.weight_decay import weight_decay_form
 from ..validation import check, is_integer, is_number
+from .checkpoint_policy import AUTO, CheckpointEvery
 from .compiled import compile_mode
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -63,6 +64,7 @@ def _check_trainer(cfg: Mapping) -> None:
     _check_choice("trainer.progress", cfg["progress"], ("auto", True, False))
     try:
         compile_mode(cfg.get("compile", False))
+        CheckpointEvery.parse(cfg.get("checkpoint_every", AUTO))
     except ValueError as error:
         raise ConfigError(str(error)) from None
     for switch in ("checkpoint", "keep_checkpoint", "sync_batchnorm"):

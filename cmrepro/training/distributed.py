@@ -279,6 +279,14 @@ def reduce_sums(sums: Tensor) -> Tensor:
     return sums
 
 
+def agree_any(flag: bool, device: torch.device | str) -> bool:
+    """Whether ``flag`` holds on any process (one all-reduce in a process group; ``flag`` alone
+    without one), so that every process takes the same decision. Every rank must call it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return bool(flag)
+    return bool(reduce_sums(torch.tensor([float(flag)], device=device)).item() > 0)
+
+
 @contextmanager
 def exit_on_failure(
     env: DistEnv, program: str = "cmrepro.train", expected: tuple[type[BaseException], ...] = ()

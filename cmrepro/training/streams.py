@@ -30,6 +30,7 @@ from ..models.task_heads import TaskHeads
 from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
+from .checkpoint_policy import AUTO, CheckpointEvery, CheckpointSchedule
 from .checks import ConfigError, check_bool, check_buffer_memory
 from .compiled import forward_module
 from .distributed import DistEnv
@@ -138,13 +139,20 @@ class _StreamRun:
     state: StreamState
     stop: StopRequest
     step: ClassificationTask = field(default_factory=ClassificationTask)  # every stream is classification
+    checkpoints: CheckpointSchedule = field(init=False)
+
+    def __post_init__(self) -> None:
+        every = CheckpointEvery.parse(self.cfg.trainer.get("checkpoint_every", AUTO))
+        self.checkpoints = CheckpointSchedule(every, self._checkpoint)  # one process: nothing to agree
+        self.checkpoints.start()
 
     def train_remaining_epochs(self) -> str:
         """Train the epochs of the stream after the checkpoint's; ``"done"`` or ``"diverged"``."""
         total, start = self.stream.num_tasks * self.cfg.trainer.epochs, self.state.epoch
         show = show_progress(self.cfg.trainer.progress)
         for epoch in tqdm(range(start, total), desc="epochs", initial=start, total=total, disable=not show):
-            if self.stop.requested:  # it came during the last epoch's evaluation: that epoch is saved
+            if self.stop.requested:  # it came during the last epoch's evaluation
+                self.checkpoints.write_if_unsaved()
                 raise Interrupted(self.stop.signum, f"after epoch {epoch}")
             if not self._epoch(epoch, show):
                 return DIVERGED
@@ -196,7 +204,7 @@ class _StreamRun:
             numbers = {key: value for key, value in row.items() if isinstance(value, int | float)}
             self.logger.log(numbers, step=index + 1)
             log_epoch(row, len(self.stream.tasks) * epochs)
-        self._checkpoint()
+        self.checkpoints.epoch_ended(last=epoch + 1 == len(self.stream.tasks) * epochs)
         return True
 
     def _checkpoint(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -26,9 +26,10 @@ from ..models import ModelSpec, build_model
 from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
+from .checkpoint_policy import AUTO, CheckpointEvery, CheckpointSchedule
 from .checks import ConfigError, check_buffer_memory
 from .compiled import check_compile_in_process_group, training_modules
-from .distributed import DistEnv, convert_sync_batchnorm, reduce_sums
+from .distributed import DistEnv, agree_any, convert_sync_batchnorm, reduce_sums
 from .epoch import stop_inside_epoch, train_epoch
 from .interrupts import Interrupted, StopRequest
 from .loggers import NullLogger, WandbLogger, log_epoch
@@ -136,6 +137,14 @@ class _SupervisedRun:
     analysis: TrainingMetrics
     state: RunState
     stop: StopRequest
+    checkpoints: CheckpointSchedule = field(init=False)
+
+    def __post_init__(self) -> None:
+        every = CheckpointEvery.parse(self.cfg.trainer.get("checkpoint_every", AUTO))
+        self.checkpoints = CheckpointSchedule(
+            every, self._checkpoint, agree=partial(agree_any, device=self.settings.device)
+        )
+        self.checkpoints.start()
 
     def train_remaining_epochs(self) -> str:
         """Train the epochs after the checkpoint's; ``"done"`` or ``"diverged"``."""
@@ -143,7 +152,8 @@ class _SupervisedRun:
         show = show_progress(self.cfg.trainer.progress)
         bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs, disable=not show, position=0)
         for epoch in bar:
-            if self.stop.requested:  # it came during the last epoch's evaluation: that epoch is saved
+            if self.stop.requested:  # it came during the last epoch's evaluation
+                self.checkpoints.write_if_unsaved()
                 raise Interrupted(self.stop.signum, f"after epoch {epoch}")
             row = self._epoch(epoch, show)
             if row is None:
@@ -191,7 +201,7 @@ class _SupervisedRun:
         self.logger.log(row, step=epoch + 1)
         if self.env.is_main:
             log_epoch(row, self.cfg.trainer.epochs)
-        self._checkpoint()
+        self.checkpoints.epoch_ended(last=epoch + 1 == self.cfg.trainer.epochs)
         return row
 
     def _checkpoint(self) -> None:
