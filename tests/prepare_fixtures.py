@@ -11,6 +11,7 @@ import socket
 import tarfile
 import tempfile
 import threading
+import time
 import zipfile
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +20,10 @@ from pathlib import Path
 import data_fixtures
 import online_fixtures
 
-from cmrepro.data.sources import Remote, sources
+import cmrepro.data.__main__ as cli
+import cmrepro.data.prepare as prepare_module
+import cmrepro.data.sources as sources_module
+from cmrepro.data.sources import Packaging, Remote, sources
 
 # What verify counts on each fixture dataset (the writers' sizes below).
 FIXTURE_COUNTS = {
@@ -66,6 +70,7 @@ def build_archives() -> dict[str, dict[str, bytes]]:
         members = {f"./simple-examples/data/ptb.{s}.txt": root / f"ptb/ptb.{s}.txt" for s in ("train", "valid", "test")}
         (root / "README").write_text("rnnlm examples\n")
         out["ptb"] = {"simple-examples.tgz": _tar(root, {"./simple-examples/README": root / "README", **members})}
+        out["ptb"].update({path.name: path.read_bytes() for path in members.values()})  # the files mirror
         online_fixtures.write_tiny_imagenet(root / "tiny", num_classes=4, train_per_class=3, val_per_class=2, size=8)
         out["tinyimagenet"] = {"tiny-imagenet-200.zip": _zip(root / "tiny", "tiny-imagenet-200")}
         for name, folder in (("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")):
@@ -75,19 +80,30 @@ def build_archives() -> dict[str, dict[str, bytes]]:
         out["svhn"] = {p.name: p.read_bytes() for p in (root / "svhn").iterdir()}
         online_fixtures.write_notmnist(root / "notmnist", per_letter=3)
         notmnist = {"notMNIST_small": root / "notmnist/notMNIST_small"}
-        out["notmnist"] = {"notMNIST_small.tar.gz": _tar(root, notmnist)}
+        out["notmnist"] = {
+            "notMNIST_small.tar.gz": _tar(root, notmnist),
+            "notMNIST_small.zip": _zip(root / "notmnist", "notMNIST_small"),
+        }
     return out
 
 
 class Server:
     """A local HTTP server of ``files`` (URL path -> bytes) that honours Range requests.
     ``corrupt``: paths served with their bytes changed; ``drop``: paths whose next full
-    response stops halfway (the connection closes). ``requests`` logs (path, Range header)."""
+    response stops halfway (the connection closes); ``misrange``: paths whose Range answers
+    are a 206 of the whole file (``Content-Range`` from byte 0, not where asked); ``trickle``:
+    paths sent a byte every ``TRICKLE_S`` seconds for ``TRICKLE_FOR_S`` seconds, then cut.
+    ``requests`` logs (path, Range header)."""
+
+    TRICKLE_S = 0.05
+    TRICKLE_FOR_S = 4.0
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
         self.corrupt: set[str] = set()
         self.drop: set[str] = set()
+        self.misrange: set[str] = set()
+        self.trickle: set[str] = set()
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -107,8 +123,13 @@ class Server:
                 if self.headers.get("Range"):
                     start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
                     if start >= len(body):
-                        self.send_error(416)
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
                         return
+                    if self.path in server.misrange:
+                        start = 0
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
@@ -119,7 +140,22 @@ class Server:
                     server.drop.discard(self.path)
                     self.wfile.write(body[: len(body) // 2])
                     return  # HTTP/1.0: the connection closes short of Content-Length
+                if self.path in server.trickle:
+                    self.trickle(body[start:])
+                    return
                 self.wfile.write(body[start:])
+
+            def trickle(self, body: bytes) -> None:
+                end = time.monotonic() + server.TRICKLE_FOR_S
+                for index in range(len(body)):
+                    if time.monotonic() > end:
+                        return
+                    try:
+                        self.wfile.write(body[index : index + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client left
+                        return
+                    time.sleep(server.TRICKLE_S)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
@@ -141,23 +177,50 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def _served_packaging(packaging: Packaging, files: dict[str, bytes], prefixes: tuple[str, ...]) -> Packaging:
+    """``packaging`` with each file at ``<prefix><file>`` and checked against the fixture's own
+    MD5 and size, and its ``contents`` against the fixture files of the same names."""
+    remotes = []
+    for remote in packaging.remotes:
+        body = files[remote.filename]
+        urls = tuple(prefix + remote.filename for prefix in prefixes)
+        remotes.append(Remote(remote.filename, urls, md5=hashlib.md5(body).hexdigest(), size=len(body)))
+    contents = {placed: hashlib.md5(files[Path(placed).name]).hexdigest() for placed in packaging.contents}
+    return replace(packaging, remotes=tuple(remotes), contents=contents)
+
+
 def fixture_table(archives: dict[str, dict[str, bytes]], base: str, mirrors: tuple[str, ...] = ()) -> dict:
-    """The shipped source table with each file served at ``<mirror or base><dataset>/<file>``
-    and checked against the fixture's own MD5 and size."""
+    """The shipped source table with each file served at ``<mirror or base><dataset>/<file>``."""
     table = {}
     for name, source in sources().items():
-        remotes = []
-        for remote in source.remotes:
-            body = archives[name][remote.filename]
-            urls = tuple(f"{prefix}{name}/{remote.filename}" for prefix in (*mirrors, base))
-            md5 = hashlib.md5(body).hexdigest()
-            remotes.append(Remote(remote.filename, urls, md5=md5, size=len(body)))
-        table[name] = replace(source, remotes=tuple(remotes), counts=FIXTURE_COUNTS[name])
+        prefixes = tuple(f"{prefix}{name}/" for prefix in (*mirrors, base))
+        packagings = tuple(_served_packaging(p, archives[name], prefixes) for p in source.packagings)
+        table[name] = replace(source, packagings=packagings, counts=FIXTURE_COUNTS[name])
     return table
 
 
 def served(archives: dict[str, dict[str, bytes]]) -> dict[str, bytes]:
     return {f"/{name}/{file}": body for name, files in archives.items() for file, body in files.items()}
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def use_table(monkeypatch, table: dict) -> None:
+    """Point every reader of the source table at ``table``."""
+    for module in (sources_module, prepare_module, cli):
+        monkeypatch.setattr(module, "sources", lambda: table)
+
+
+def run_with_notes(capsys, *args: str) -> tuple[int, list[str], str]:
+    """``python -m cmrepro.data *args``: exit status, stdout lines (one a dataset) and stderr."""
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def run(capsys, *args: str) -> tuple[int, list[str]]:
+    return run_with_notes(capsys, *args)[:2]
 
 
 # ---------------------------------------------------------------- ImageNet

@@ -11,46 +11,20 @@ import time
 
 import prepare_fixtures as pf
 import pytest
+from prepare_fixtures import run, use_table
 from train_helpers import compose_run
 
 import cmrepro.data.__main__ as cli
-import cmrepro.data.prepare as prepare_module
 import cmrepro.data.sources as sources_module
 from cmrepro.data.base import prepare_command
 from cmrepro.data.fetch import MARKER
 from cmrepro.train import train
 
+# The fixtures archives, server and served_table.
+pytest_plugins = ["prepare_server_fixtures"]
+
 # A small CNN for the streams, as tests/test_online_train.py runs them.
 SMALL_CNN = ["model.channels=8", "model.hidden=16"]
-
-
-@pytest.fixture(scope="module")
-def archives():
-    return pf.build_archives()
-
-
-@pytest.fixture
-def server(archives):
-    with pf.Server(pf.served(archives)) as running:
-        yield running
-
-
-def use_table(monkeypatch, table: dict) -> None:
-    """Point every reader of the source table at ``table``."""
-    for module in (sources_module, prepare_module, cli):
-        monkeypatch.setattr(module, "sources", lambda: table)
-
-
-@pytest.fixture
-def served_table(monkeypatch, archives, server):
-    table = pf.fixture_table(archives, server.base)
-    use_table(monkeypatch, table)
-    return table
-
-
-def run(capsys, *args: str) -> tuple[int, list[str]]:
-    code = cli.main(list(args))
-    return code, capsys.readouterr().out.splitlines()
 
 
 # Where each dataset's readers look under paths.data_dir, as prepare must leave it.
@@ -101,18 +75,18 @@ def test_five_datasets_group_prepares_its_parts_and_a_second_prepare_downloads_n
 
 
 def test_bad_checksum_is_refused_in_one_line_then_a_retry_succeeds(served_table, server, archives, tmp_path, capsys):
-    server.corrupt.add("/ptb/simple-examples.tgz")
-    code, lines = run(capsys, "prepare", "ptb", "--data-dir", str(tmp_path), "--quiet")
-    good = archives["ptb"]["simple-examples.tgz"]
+    server.corrupt.add("/cifar10/cifar-10-python.tar.gz")
+    code, lines = run(capsys, "prepare", "cifar10", "--data-dir", str(tmp_path), "--quiet")
+    good = archives["cifar10"]["cifar-10-python.tar.gz"]
     bad = bytes([good[0] ^ 0xFF]) + good[1:]
     assert code == 1 and len(lines) == 1
-    assert "simple-examples.tgz" in lines[0]
+    assert "cifar-10-python.tar.gz" in lines[0] and "deleted it" in lines[0]
     assert f"md5 {hashlib.md5(bad).hexdigest()}, expected {hashlib.md5(good).hexdigest()}" in lines[0]
-    assert not (tmp_path / "ptb").exists()
+    assert not (tmp_path / "cifar10").exists()
     assert not list((tmp_path / ".downloads").iterdir())  # the bad file is not kept
     server.corrupt.clear()
-    code, lines = run(capsys, "prepare", "ptb", "--data-dir", str(tmp_path), "--quiet")
-    assert code == 0 and lines[0].startswith("ptb: ok")
+    code, lines = run(capsys, "prepare", "cifar10", "--data-dir", str(tmp_path), "--quiet")
+    assert code == 0 and lines[0].startswith("cifar10: ok")
 
 
 def test_a_bad_mirror_falls_back_to_the_next(monkeypatch, archives, server, tmp_path, capsys):
@@ -157,7 +131,10 @@ def test_a_half_extracted_folder_is_detected_and_rebuilt(served_table, tmp_path,
 
 def test_verify_all_on_an_empty_folder_names_the_fixing_command_per_dataset(tmp_path, capsys):
     code, lines = run(capsys, "verify", "all", "--data-dir", str(tmp_path))
-    assert code == 1 and len(lines) == len(LAYOUT)
+    assert code == 1 and len(lines) == len(LAYOUT) + 1
+    assert (
+        lines[-1] == f"verify: {len(LAYOUT)} of {len(LAYOUT)} datasets failed ({', '.join(sources_module.sources())})"
+    )
     for name, line in zip(sources_module.sources(), lines):
         # The readers' own messages name the command, with the data dir the run would use.
         assert line.startswith(f"verify {name} failed: ") and f"prepare {name} --data-dir {tmp_path}" in line
@@ -168,8 +145,8 @@ def test_offline_fails_fast_with_one_line_per_dataset(monkeypatch, archives, tmp
     start = time.monotonic()
     code, lines = run(capsys, "prepare", "all", "--data-dir", str(tmp_path), "--quiet")
     assert time.monotonic() - start < 10
-    assert code == 1 and len(lines) == len(LAYOUT)
-    assert all("failed:" in line and "could not download" in line and "--from-archive" in line for line in lines)
+    assert code == 1 and len(lines) == len(LAYOUT) + 1 and lines[-1].startswith(f"prepare: {len(LAYOUT)} of ")
+    assert all("failed:" in line and "could not download" in line and "--from-archive" in line for line in lines[:-1])
 
 
 def test_from_archive_and_url_work_without_the_table_urls(monkeypatch, archives, server, tmp_path, capsys):

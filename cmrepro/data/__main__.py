@@ -1,7 +1,8 @@
 """``python -m cmrepro.data prepare|verify <dataset|all>``: fetch and check the datasets.
 
-Each dataset gets one line: its summary, or what went wrong and the command that fixes it;
-the exit status is 1 if any dataset failed.
+Each dataset gets one line: its summary, or what went wrong and the command that fixes it; a
+failure stops only its own dataset. With several datasets a last line counts the failed ones,
+and the exit status is 1 if any failed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..cli import print_traceback_if_asked
 from .base import DataError
 from .fetch import FetchError
 from .sources import GROUPS, IMAGENET, dataset_names, expand, sources
@@ -58,6 +60,14 @@ def _one(args: argparse.Namespace, name: str, say) -> str:
     return prepare(name, data_dir, url=args.url, archives=args.archives, quiet=args.quiet, say=say)
 
 
+def _failure(error: Exception) -> str:
+    """One line for a failed dataset. The errors prepare and verify raise say what to do; an
+    error of another kind is named by its type, so that it still stops only its own dataset."""
+    if isinstance(error, (DataError, FetchError, ValueError, OSError)):
+        return " ".join(str(error).splitlines())
+    return f"{type(error).__name__}: {' '.join(str(error).splitlines())}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -66,13 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     say = (lambda line: None) if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr))
-    failed = 0
+    failed = []
     for name in names:
         try:
             print(_one(args, name, say), flush=True)
-        except (DataError, FetchError, ValueError, OSError) as error:
-            failed += 1
-            print(f"{args.command} {name} failed: {error}", flush=True)
+        except Exception as error:  # one dataset's failure must not stop the others
+            print_traceback_if_asked(error)
+            failed.append(name)
+            print(f"{args.command} {name} failed: {_failure(error)}", flush=True)
+    if failed and len(names) > 1:
+        print(f"{args.command}: {len(failed)} of {len(names)} datasets failed ({', '.join(failed)})", flush=True)
     return 1 if failed else 0
 
 

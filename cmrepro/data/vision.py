@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -137,12 +138,44 @@ def download_cifar(fmt: CifarFormat, root: Path) -> None:
         raise data_error(fmt.name, _cifar_expected(fmt, root), found, f"download from {CIFAR_URL} into {root}") from exc
 
 
+# What the real CIFAR pickles name, and nothing else: numpy arrays (rebuilt by numpy's own
+# reconstructor, which the arrays' pickles name under numpy.core or, from numpy 2, numpy._core)
+# with their dtypes, and the Python 3 spelling of bytes. Lists, dicts, str, bytes and ints need
+# no name. Any other name (os.system, builtins.eval, ...) is how a pickle runs code.
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+CIFAR_PICKLE_NAMES = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle names something a CIFAR file never holds."""
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits only :data:`CIFAR_PICKLE_NAMES`: a data folder may be writable by
+    others, and ``pickle.load`` would call whatever a crafted file names."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return CIFAR_PICKLE_NAMES[(module, name)]
+        except KeyError:
+            raise RefusedPickle(f"it names {module}.{name}, which no CIFAR file holds (it may run code)") from None
+
+
 def read_cifar_pickle(fmt: CifarFormat, path: Path, root: Path) -> dict[str, Any]:
     """One pickle of the dataset, its keys as str (the original files are Python 2 pickles
-    whose keys may come back as bytes)."""
+    whose keys may come back as bytes), read by :class:`CifarUnpickler`."""
     try:
         with open(path, "rb") as handle:
-            content = pickle.load(handle, encoding="latin1")
+            content = CifarUnpickler(handle, encoding="latin1").load()
+    except RefusedPickle as exc:
+        found = f"a pickle {path.name} refused unread: {exc}"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root)) from None
     except Exception as exc:  # truncated or garbage files fail in many ways
         found = f"an unreadable pickle {path.name} ({type(exc).__name__}: {exc})"
         raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root)) from exc
