@@ -129,26 +129,43 @@ def _due(done: int, stop: StopRequest | None, env: DistEnv) -> bool:
 
 def _agree(total: torch.Tensor, stop: StopRequest | None, env: DistEnv, device) -> tuple[float, bool]:
     """``(the sum of the step losses so far, over every process, whether any process was asked to
-    stop)``: one all-reduce in a distributed run, nothing to exchange in one process."""
+    stop)``: one all-reduce in a distributed run, nothing to exchange in one process.
+
+    Distributed, each process also says which signal it received (a one-hot over signal numbers):
+    a process that received none adopts the lowest-numbered one another did, so a signal sent to
+    one rank alone stops every rank at the same step, all ``interrupted`` with the same exit code.
+    """
     asked = stop is not None and stop.requested
     if not env.enabled:
         return float(total), asked
-    sums = torch.stack([total, torch.tensor(float(asked), dtype=torch.float64, device=device)])
-    loss_sum, anyone_asked = reduce_sums(sums).tolist()
+    sums = torch.zeros(1 + signal.NSIG, dtype=torch.float64, device=device)
+    sums[0] = total
+    if asked:
+        sums[stop.signum] = 1.0  # entry k (k >= 1): signal number k
+    received = reduce_sums(sums)[1:].nonzero().flatten().tolist()
+    if received and stop is not None:
+        stop.adopt(received[0] + 1)
     # The weighted step losses add up to world_size times the global batch's mean (Shard.loss_weight).
-    return loss_sum / env.world_size, anyone_asked > 0
+    return float(sums[0]) / env.world_size, bool(received)
+
+
+def stop_agreed(stop: StopRequest, env: DistEnv, device) -> bool:
+    """Between epochs: whether the run stops here. Distributed, the same answer on every process
+    (one all-reduce, as inside an epoch, :func:`_agree`): a rank signalled during the last epoch's
+    evaluation or checkpoint does not stop alone, leaving the others waiting in a collective."""
+    return _agree(torch.zeros((), dtype=torch.float64, device=device), stop, env, device)[1]
 
 
 def _fault_injection(global_step: int) -> None:
     """Testing hooks: after global step N, CMREPRO_KILL_AT_STEP=N kills this process with SIGKILL
     (only rank R of a distributed run with CMREPRO_KILL_RANK=R); CMREPRO_SIGNAL_AT_STEP=N:NAME
-    sends it signal NAME (TERM, INT, USR1, ...)."""
+    sends it signal NAME (TERM, INT, USR1, ...; only rank R with CMREPRO_SIGNAL_RANK=R)."""
     target = os.environ.get("CMREPRO_KILL_AT_STEP")
     rank = os.environ.get("CMREPRO_KILL_RANK")
     if target is not None and global_step == int(target) and rank in (None, os.environ.get("RANK")):
         os.kill(os.getpid(), signal.SIGKILL)
     target = os.environ.get("CMREPRO_SIGNAL_AT_STEP")
-    if target is not None:
+    if target is not None and os.environ.get("CMREPRO_SIGNAL_RANK") in (None, os.environ.get("RANK")):
         step, _, name = target.partition(":")
         if global_step == int(step):
             os.kill(os.getpid(), getattr(signal, f"SIG{name or 'TERM'}"))

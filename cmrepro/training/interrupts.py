@@ -40,15 +40,25 @@ class StopRequest:
     """Set by the signal handlers, read by the loop at every step boundary."""
 
     signum: int | None = None
+    # True where the signal came to another process of a distributed run, not to this one.
+    adopted: bool = False
     _chained: dict[int, Callable] = field(default_factory=dict)
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
 
+    def adopt(self, signum: int) -> None:
+        """Stop as another process of the run was asked to, with its ``signum``: every process of
+        a distributed run ends the same way (``interrupted``, the same exit code) wherever the
+        signal landed. A signal this process received itself stands."""
+        if self.signum is None:
+            self.signum, self.adopted = signum, True
+
     def hand_over(self) -> None:
-        """After the run has checkpointed: pass a chained signal on to the handler it replaced."""
-        handler = self._chained.get(self.signum)
+        """After the run has checkpointed: pass a chained signal on to the handler it replaced
+        (only where it was received: a launcher's handler acts on its own process's signal)."""
+        handler = None if self.adopted else self._chained.get(self.signum)
         if handler is not None:
             handler(self.signum, None)
 

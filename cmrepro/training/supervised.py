@@ -30,7 +30,7 @@ from .checkpoint_policy import AUTO, CheckpointEvery, CheckpointSchedule
 from .checks import ConfigError, check_buffer_memory
 from .compiled import check_compile_in_process_group, training_modules
 from .distributed import DistEnv, agree_any, convert_sync_batchnorm, reduce_sums
-from .epoch import stop_inside_epoch, train_epoch
+from .epoch import stop_agreed, stop_inside_epoch, train_epoch
 from .interrupts import Interrupted, StopRequest
 from .loggers import NullLogger, WandbLogger, log_epoch
 from .run_setup import load_data, open_records, resume, seed_rank, setup_torch, shard_data, show_progress
@@ -152,7 +152,8 @@ class _SupervisedRun:
         show = show_progress(self.cfg.trainer.progress)
         bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs, disable=not show, position=0)
         for epoch in bar:
-            if self.stop.requested:  # it came during the last epoch's evaluation
+            # It came during the last epoch's evaluation (to any of the processes: they agree).
+            if stop_agreed(self.stop, self.env, self.settings.device):
                 self.checkpoints.write_if_unsaved()
                 raise Interrupted(self.stop.signum, f"after epoch {epoch}")
             row = self._epoch(epoch, show)
