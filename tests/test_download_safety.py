@@ -13,9 +13,10 @@ import time
 from dataclasses import replace
 
 import prepare_fixtures as pf
+import pytest
 from prepare_fixtures import run, run_with_notes, use_table
 
-import cmrepro.data.download as download_module
+import cmrepro.data.__main__ as cli
 import cmrepro.data.prepare as prepare_module
 from cmrepro.data.sources import NOTMNIST, PTB, sources
 
@@ -164,13 +165,11 @@ def test_a_cached_archive_that_fails_its_digest_is_deleted_and_downloaded_again(
 # ---------------------------------------------------------------- item 16: stalled servers
 
 
-def test_a_stalled_server_is_left_in_one_line_and_the_bytes_resume(
-    monkeypatch, served_table, server, archives, tmp_path, capsys
-):
-    monkeypatch.setattr(download_module, "LIMITS", download_module.Limits(timeout_s=5, min_rate=200, window_s=0.5))
+def test_a_stalled_server_is_left_in_one_line_and_the_bytes_resume(served_table, server, tmp_path, capsys):
     server.trickle.add(CIFAR100)  # 20 bytes a second
+    limits = ["--min-rate", "200", "--rate-window", "1"]
     start = time.monotonic()
-    code, lines = run(capsys, "prepare", "cifar100", "--data-dir", str(tmp_path), "--quiet")
+    code, lines = run(capsys, "prepare", "cifar100", "--data-dir", str(tmp_path), "--quiet", *limits)
     assert time.monotonic() - start < pf.Server.TRICKLE_FOR_S / 2  # left by the rate, not by the server
     part = tmp_path / ".downloads/cifar-100-python.tar.gz.part"
     kept = part.stat().st_size
@@ -179,6 +178,13 @@ def test_a_stalled_server_is_left_in_one_line_and_the_bytes_resume(
     server.trickle.clear()
     code, lines = run(capsys, "prepare", "cifar100", "--data-dir", str(tmp_path), "--quiet")
     assert code == 0 and server.requests[-1] == (CIFAR100, f"bytes={kept}-")
+
+
+def test_the_rate_limit_options_refuse_what_cannot_be_a_limit(capsys):
+    for option, value in (("--min-rate", "-1"), ("--rate-window", "0"), ("--min-rate", "nan")):
+        with pytest.raises(SystemExit):
+            cli.main(["prepare", "ptb", option, value])
+        assert f"argument {option}: '{value}' (must be a number of" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- item 17: one failure stops only itself

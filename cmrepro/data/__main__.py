@@ -10,14 +10,31 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..cli import print_traceback_if_asked
 from .base import DataError
+from .download import LIMITS
 from .fetch import FetchError
 from .sources import GROUPS, IMAGENET, dataset_names, expand, sources
 
 DEFAULT_DATA_DIR = os.environ.get("CMREPRO_DATA", "data")  # as conf/config.yaml's paths.data_dir
+
+
+def _at_least(low: float, unit: str):
+    """An argparse type: a number of ``unit`` not below ``low``, else one line saying so."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value >= low:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text!r} (must be a number of {unit}, at least {low:g})")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("--devkit", type=Path, help="imagenet: ILSVRC2012_devkit_t12.tar.gz (or give it in --from)")
     prepare.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the summary lines")
+    prepare.add_argument(
+        "--min-rate",
+        type=_at_least(0.0, "bytes a second"),
+        default=LIMITS.min_rate,
+        help=f"leave a server slower than this many bytes a second over --rate-window, keeping the bytes "
+        f"for a later resume; 0: never (default {LIMITS.min_rate:.0f})",
+    )
+    prepare.add_argument(
+        "--rate-window",
+        type=_at_least(1.0, "seconds"),
+        default=LIMITS.window_s,
+        help=f"seconds over which --min-rate is measured (default {LIMITS.window_s:.0f})",
+    )
     return parser
 
 
@@ -57,7 +87,8 @@ def _one(args: argparse.Namespace, name: str, say) -> str:
         return prepare_imagenet(data_dir, archives, quiet=args.quiet, say=say)
     from .prepare import prepare
 
-    return prepare(name, data_dir, url=args.url, archives=args.archives, quiet=args.quiet, say=say)
+    limits = replace(LIMITS, min_rate=args.min_rate, window_s=args.rate_window)
+    return prepare(name, data_dir, url=args.url, archives=args.archives, quiet=args.quiet, say=say, limits=limits)
 
 
 def _failure(error: Exception) -> str:

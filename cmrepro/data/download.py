@@ -110,7 +110,7 @@ def _copy(response, out: BinaryIO, received: int, total: int | None, limits: Lim
         if elapsed >= limits.window_s:
             rate = (received - window_bytes) / elapsed
             if rate < limits.min_rate:
-                raise TooSlow(f"{rate:.0f} bytes/s over {elapsed:.0f} s, below {limits.min_rate:.0f}")
+                raise TooSlow(f"{rate:.3g} bytes/s over {elapsed:.0f} s, below {limits.min_rate:.0f}")
             window_start, window_bytes = time.monotonic(), received
     return received
 

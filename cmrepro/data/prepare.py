@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .base import DataError
-from .download import download
+from .download import Limits, download
 from .fetch import BrokenArchive, FetchError, Planted, Say, check_file, install, is_complete, real_folder
 from .sources import Packaging, Source, sources
 from .verify import dataset_folder, verify
@@ -75,7 +75,7 @@ def _from_archives(source: Source, data_dir: Path, archives: list[Path], say: Sa
         raise FetchError(f"{error}; get an intact copy") from None
 
 
-def _downloaded(source: Source, data_dir: Path, say: Say, quiet: bool) -> None:
+def _downloaded(source: Source, data_dir: Path, say: Say, quiet: bool, limits: Limits | None) -> None:
     """Install the first packaging that downloads and unpacks whole, else FetchError naming
     what went wrong with each."""
     downloads = real_folder(data_dir, DOWNLOADS)
@@ -83,7 +83,7 @@ def _downloaded(source: Source, data_dir: Path, say: Say, quiet: bool) -> None:
     for packaging in source.packagings:
         files: list[Path] = []
         try:
-            files = [download(remote, downloads, say, quiet) for remote in packaging.remotes]
+            files = [download(remote, downloads, say, quiet, limits) for remote in packaging.remotes]
             install(source, packaging, files, data_dir, quiet)
             return
         except Planted:
@@ -107,9 +107,11 @@ def prepare(
     archives: list[Path] | None = None,
     quiet: bool = False,
     say: Say = print,
+    limits: Limits | None = None,
 ) -> str:
     """Make ``name`` (one entry of the source table) complete under ``data_dir``; returns verify's
-    summary line. FetchError / DataError (one line) if it cannot."""
+    summary line. FetchError / DataError (one line) if it cannot. ``limits``: when to give up on
+    a server (:data:`~cmrepro.data.download.LIMITS` by default)."""
     source = sources()[name]
     if url is not None:
         source = with_url(source, url)
@@ -124,7 +126,7 @@ def prepare(
     if archives:
         _from_archives(source, data_dir, archives, say, quiet)
     else:
-        _downloaded(source, data_dir, say, quiet)
+        _downloaded(source, data_dir, say, quiet, limits)
     return verify(name, data_dir, source.counts)
 
 
