@@ -99,6 +99,18 @@ def test_a_downloads_folder_or_a_folder_on_the_way_planted_as_a_link_is_refused(
     assert (victim / "notmnist/keep.txt").read_text() == "keep\n"
 
 
+def test_links_the_user_chose_are_followed(served_table, archives, tmp_path, capsys):
+    # The data directory itself, and an archive given by hand, may be links: the user named them.
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "data").symlink_to(tmp_path / "scratch", target_is_directory=True)
+    copied = tmp_path / "copied.tgz"
+    copied.write_bytes(archives["ptb"]["simple-examples.tgz"])
+    (tmp_path / "simple-examples.tgz").symlink_to(copied)
+    given = str(tmp_path / "simple-examples.tgz")
+    code, lines = run(capsys, "prepare", "ptb", "--data-dir", str(tmp_path / "data"), "--from", given, "--quiet")
+    assert code == 0 and (tmp_path / "scratch/ptb/ptb.train.txt").is_file()
+
+
 # ---------------------------------------------------------------- item 15: resume correctness
 
 
