@@ -3,16 +3,21 @@ get wrong that no CPU run shows, each checked by the mechanism that prevents it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import data_fixtures
 import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils._python_dispatch import TorchDispatchMode
+from train_helpers import compose_run
 
-from cmrepro.data.on_device import DeviceImages, Normalise
+from cmrepro.data import DataContext, build_data
+from cmrepro.data.on_device import DeviceImages, Normalise, OnDeviceTrainLoader
 from cmrepro.training import compiled as compiled_module
-from cmrepro.training import distributed
+from cmrepro.training import distributed, train
 from cmrepro.training.distributed import DistEnv, cuda_device
 
 
@@ -154,15 +159,15 @@ def test_in_a_process_group_the_ddp_wrapper_is_compiled_and_the_evaluator_apart(
     monkeypatch.setattr(compiled_module.torch, "compile", record_compile)
     model = nn.Linear(3, 2)
     runner, evaluator = compiled_module.training_modules(model, "default", DistEnv(), torch.device("cpu"))
-    assert runner is evaluator is model and compiled == [model]  # one process: compiled once
+    assert runner is evaluator and runner.eager is model and compiled == [model]  # one process: compiled once
 
     compiled.clear()
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         env = DistEnv(launcher="torchrun")
         runner, evaluator = compiled_module.training_modules(model, "default", env, torch.device("cpu"))
-        assert isinstance(runner, DistributedDataParallel) and runner.module is model
-        assert compiled == [runner, model] and evaluator is model
+        assert isinstance(runner.eager, DistributedDataParallel) and runner.eager.module is model
+        assert compiled == [runner.eager, model] and evaluator.eager is model
     finally:
         dist.destroy_process_group()
 
@@ -175,3 +180,64 @@ def test_compile_with_sync_batchnorm_on_several_processes_is_refused_in_one_line
     compiled_module.check_compile_in_process_group("reduce-overhead", False, two)
     compiled_module.check_compile_in_process_group(False, True, two)
     compiled_module.check_compile_in_process_group(True, True, DistEnv(launcher="torchrun"))  # a group of one
+
+
+# ---------------------------------------------------------------- CIFAR kept on the GPU by default
+
+
+def auto_cifar(root: Path) -> dict:
+    return {"name": "cifar10", "data_dir": str(root), "batch_size": 16, "eval_batch_size": 8, "val_size": 20,
+            "num_workers": 0, "on_device": "auto"}  # fmt: skip
+
+
+def test_on_device_auto_keeps_cifar_on_the_host_for_a_cpu_run(tmp_path) -> None:
+    data_fixtures.write_cifar10(tmp_path, n_train=40, n_test=8)
+    data = build_data(auto_cifar(tmp_path), seed=0, context=DataContext(device=torch.device("cpu")))
+    assert not isinstance(data.train, OnDeviceTrainLoader)
+    # a dataset that cannot keep its data on the device is not refused under auto
+    text = {"name": "synthetic_text", "on_device": "auto", "batch_size": 4, "bptt": 5}
+    assert build_data(text, seed=0).train is not None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_device_auto_keeps_cifar_on_the_gpu_for_a_cuda_run(tmp_path) -> None:
+    data_fixtures.write_cifar10(tmp_path, n_train=40, n_test=8)
+    data = build_data(auto_cifar(tmp_path), seed=0, context=DataContext(device=torch.device("cuda")))
+    assert isinstance(data.train, OnDeviceTrainLoader)
+    x, y = next(iter(data.train(0)))
+    assert x.is_cuda and y.is_cuda
+
+
+# ---------------------------------------------------------------- one compilation per run
+
+
+def graphs_compiled(overrides: list[str], run_dir: Path, monkeypatch) -> int:
+    """How many graphs Dynamo hands its backend during a whole trainer.compile run."""
+    graphs: list[int] = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(len(example_inputs))
+        return graph_module.forward  # run the traced graph as it is: only the count matters
+
+    def compile_counting(module, mode=None):
+        return REAL_COMPILE(module, backend=counting_backend)
+
+    monkeypatch.setattr(compiled_module.torch, "compile", compile_counting)
+    torch._dynamo.reset()
+    train(compose_run([*TINY_COMPILED, *overrides], run_dir), run_dir)
+    torch._dynamo.reset()
+    return len(graphs)
+
+
+REAL_COMPILE = torch.compile
+TINY_COMPILED = ["dataset=synthetic_image", "model=lamaml_cnn", "model.width=0.125", "dataset.image_size=16", "dataset.batch_size=16",
+                 "dataset.eval_batch_size=16", "trainer.epochs=2", "trainer.lr_milestones=[]", "trainer.progress=false",
+                 "trainer.compile=true", "trainer.checkpoint=false"]  # fmt: skip
+
+
+def test_uneven_last_batches_do_not_compile_the_model_again(tmp_path, monkeypatch) -> None:
+    """40 training and 24 validation images in batches of 16: a last batch of 8 in training and in
+    evaluation, every epoch. Two graphs, the training one and the evaluation one (without
+    OneShapeCompiled, four: each mode's is compiled again for the batch of 8)."""
+    assert graphs_compiled(["dataset.num_train=40", "dataset.num_val=24"], tmp_path, monkeypatch) == 2

@@ -65,6 +65,9 @@ def build_data(cfg: Mapping, *, seed: int, context: DataContext = DEFAULT_CONTEX
     if name not in DATASETS:
         raise DataError(f"unknown dataset name {name!r}; expected one of: {', '.join(DATASET_NAMES)}")
     entry = DATASETS[name]
+    if cfg.get("on_device") == "auto":
+        # On a GPU, host-side crops and copies starve a compiled step (a few ms): keep the data there.
+        cfg = {**cfg, "on_device": entry.on_device and context.device.type == "cuda"}
     if cfg.get("on_device") and not entry.on_device:
         supported = ", ".join(n for n, e in DATASETS.items() if e.on_device)
         raise ValueError(f"invalid dataset.on_device: true for {name} (only {supported} keep their data on the device)")

@@ -2,8 +2,15 @@
 
 Opt-in. On one H200 a CIFAR ResNet34 training step at batch 64 took 15.5-17 ms
 eager and 3.4 ms compiled with mode "reduce-overhead" (CUDA graphs), after a
-compilation of about a minute (../shared/DESIGN.md, performance notes); on a
-CPU compilation costs more than it saves for short runs.
+compilation of about a minute (torch's own ResNet34, measured before this
+project's first GPU run); on a CPU compilation costs more than it saves for
+short runs.
+
+A compiled graph is specialised to the batch size it first sees. An epoch's last batch
+is usually smaller (ImageNet's training set, most validation sets), and would compile the
+model again, every run, for one step: :class:`OneShapeCompiled` sends a batch of any other
+size through the eager model instead, so a run compiles once per mode (training,
+evaluation) and computes what an eager run computes.
 
 The compiled module is a wrapper that shares the model's parameters, buffers
 and train/eval flags. Everything else keeps the plain model: checkpoints (the
@@ -46,7 +53,25 @@ def forward_module(model: nn.Module, setting) -> nn.Module:
         # Dynamo stops at nn.LSTM (a graph break, then eager): compiling would only add its cost.
         print("cmrepro: trainer.compile ignored: torch.compile does not trace the LSTM; running eager", file=sys.stderr)
         return model
-    return torch.compile(model, mode=mode)
+    return OneShapeCompiled(torch.compile(model, mode=mode), model)
+
+
+class OneShapeCompiled(nn.Module):
+    """``compiled(x)`` for batches of the size the compiled graph was first called with in the
+    current mode (training or evaluation), ``eager(x)`` for any other size: one compilation per
+    mode, however uneven the last batches. ``eager`` is the module ``compiled`` compiles, so both
+    share parameters, buffers and the train/eval flag."""
+
+    def __init__(self, compiled: nn.Module, eager: nn.Module) -> None:
+        super().__init__()
+        self.eager = eager
+        object.__setattr__(self, "compiled", compiled)  # not a second child: the same parameters
+        self.batch_sizes: dict[bool, int] = {}  # training flag -> the compiled batch size
+
+    def forward(self, x, *args, **kwargs):
+        size = self.batch_sizes.setdefault(self.eager.training, x.shape[0])
+        module = self.compiled if x.shape[0] == size else self.eager
+        return module(x, *args, **kwargs)
 
 
 def training_modules(model: nn.Module, setting, env: DistEnv, device: torch.device) -> tuple[nn.Module, nn.Module]:

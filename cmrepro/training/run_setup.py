@@ -27,7 +27,7 @@ from ..data.fingerprint import dataset_fingerprint
 from ..run_files import CHECKPOINT, RUNNING, RunRecords
 from ..run_identity import without_incidental
 from ..seeds import SeedStream
-from .checkpoint import load_checkpoint, restore_rng, seed_everything
+from .checkpoint import load_checkpoint, model_device, restore_rng, seed_everything
 from .checks import ConfigError
 from .distributed import ONE_PROCESS, DistEnv, init_distributed
 from .loggers import NullLogger, WandbLogger, make_logger
@@ -47,7 +47,25 @@ def setup_torch(cfg, env: DistEnv) -> StepSettings:
     device = _device(cfg.trainer.device)
     if env.enabled:
         device = init_distributed(env, device, timedelta(seconds=cfg.trainer.dist_timeout_s))
+    if device.type == "cuda" and not cfg.trainer.deterministic:
+        # The image models see one batch shape (the last, smaller batch aside): let cuDNN time its
+        # convolution algorithms once and keep the fastest.
+        torch.backends.cudnn.benchmark = True
     return StepSettings(device, cfg.trainer.precision, cfg.trainer.grad_clip)
+
+
+def numerics() -> dict:
+    """How float32 arithmetic ran (result.json): TF32 in matrix products and convolutions changes
+    results in the fourth digit, so a run records whether it was allowed."""
+    return {
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
 
 
 def seed_rank(seed: int, env: DistEnv) -> None:
@@ -90,7 +108,7 @@ def resume(
     generators. ``(its state_type, the checkpoint for the caller's other state)``; a fresh state
     and None without one. ``fingerprint``: the data's, which must be the checkpoint's (the data
     may have moved, not changed). In a distributed run (``env``) every process loads the same
-    checkpoint and takes its own torch generator back from it."""
+    checkpoint and takes its own torch and GPU generators back from it."""
     checkpoint = load_checkpoint(run_dir / CHECKPOINT)
     if checkpoint is None:
         return state_type(data_fingerprint=fingerprint), None
@@ -98,7 +116,7 @@ def resume(
     check_same_data(checkpoint.get("data_fingerprint"), fingerprint, run_dir, config)
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
-    restore_rng(checkpoint["rng"], checkpoint.get("rank_rng"), env)
+    restore_rng(checkpoint["rng"], checkpoint.get("rank_rng"), env, model_device(model))
     state = state_type.from_checkpoint(checkpoint)
     state.data_fingerprint = fingerprint
     print(f"cmrepro: resuming {run_dir} after epoch {state.epoch}", file=sys.stderr)
@@ -157,14 +175,15 @@ def open_records(
     env: DistEnv = ONE_PROCESS,
 ) -> tuple[dict, NullLogger | WandbLogger]:
     """Before the first epoch of this process: drop metric rows the checkpoint does not cover,
-    start the logger (rank 0's only, in a distributed run), and mark the run ``running`` in
-    result.json (a run killed from now on is still found, with its config, by the report).
-    ``(result so far, logger)``."""
+    start the logger (rank 0's only, in a distributed run), and start the records
+    (:meth:`~cmrepro.run_files.RunRecords.start`): the run's launch record, and result.json
+    ``running`` with its progress, brought up to date at every epoch's end (a run killed from
+    now on is still found, with its config and epochs, by the report). ``(result so far, logger)``."""
     records.keep_epochs(state.epoch)
     config = OmegaConf.to_container(cfg)
     logger = make_logger(cfg.logger, run_dir, config) if env.is_main else NullLogger()
     result = base_result(cfg, config)
-    records.write_result({**result, **summarize(records.read_metrics())})
+    records.start(result, summarize)
     return result, logger
 
 
@@ -175,6 +194,7 @@ def base_result(cfg, config: dict) -> dict:
         "seed": cfg.seed,
         "cmrepro_version": __version__,
         "git_commit": git_commit(),
+        "numerics": numerics(),
         "config": config,
     }
 
