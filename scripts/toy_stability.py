@@ -29,9 +29,9 @@ from bench_json import write_bench_json  # noqa: E402
 
 def experiments() -> list[str]:
     """The experiments whose runs the claims read (TOY_EXPERIMENTS would also redraw every figure)."""
-    from cmrepro.toy.claims import CLAIMS
+    from cmrepro.toy.registry import load
 
-    return sorted({claim.source.removesuffix("_runs") for claim in CLAIMS} | {"figure3"})
+    return sorted({source.removesuffix("_runs") for claim in load().claims for source in claim.sources})
 
 
 def main() -> int:
@@ -59,7 +59,7 @@ def main() -> int:
         )
         seconds = time.perf_counter() - started
         moved = pd.read_csv(Path(scratch) / "claims.csv")
-    both = reference.merge(moved, on=["artefact", "claim"], suffixes=("", "_moved"))
+    both = reference.merge(moved, on=["id"], suffixes=("", "_moved"))
     changed = both[both.verdict != both.verdict_moved]
     for row in changed.itertuples():
         print(f"CHANGED {row.artefact}: {row.claim}: {row.verdict} -> {row.verdict_moved}")

@@ -47,8 +47,9 @@ def test_every_command_of_the_index_exists():
         assert dry.returncode == 0, f"make {target}: {dry.stderr}"
 
 
-def _claim(artefact, claim, verdict, estimate=0.5, low=0.1, high=0.9, seeds=20) -> dict:
-    return dict(artefact=artefact, claim=claim, verdict=verdict, seeds=seeds, estimate=estimate, low=low, high=high)
+def _claim(artefact, claim, verdict, estimate=0.5, low=0.1, high=0.9, n=20, sensitive=False) -> dict:
+    return dict(artefact=artefact, claim=claim, verdict=verdict, n=n, estimate=estimate, low=low, high=high,
+                p_holm=0.01, rule_sensitive=sensitive)  # fmt: skip
 
 
 def _fixture_root(tmp_path: Path, claims: list[dict] | None, hours: dict | None = None) -> Path:
@@ -69,10 +70,13 @@ def test_statuses_come_from_the_claims_and_the_gpu_estimate(tmp_path):
     claims = [
         _claim("Figure 5", "Adam+CM escapes more often than Adam+CG", "supported"),
         _claim("Figure 7 (left)", "Adam+CM escapes most for s >= 5", "supported"),
-        _claim("Figure 7 (right)", "the escape ratio grows with C", "inconclusive", 0.02, -0.05, 0.08),
+        _claim("Figure 7 (right)", "the escape ratio grows with C", "inconclusive", 0.02, -0.05, 0.08, sensitive=True),
         _claim("Table 1", "Goldstein-Price: Adam+CM ends lower than Adam", "NOT supported", -1.2, -2.0, -0.4),
+        _claim("Table 1", "Goldstein-Price: Adam+CM ends lower than Adam+SAM", "not supported", -0.2, -0.3, -0.1),
         _claim("Table 1", "Levy: Adam+CM ends lower than Adam", "supported"),
+        _claim("Table 1", "Levy: Adam+CM reaches the minimum", "not run", float("nan"), float("nan"), float("nan")),
         _claim("Figure 3", "critical momenta converge", "supported", 1.0, float("nan"), float("nan"), float("nan")),
+        _claim("Figure 17", "cells: Adam+CM escapes more often", "inconclusive", 0.4, float("nan"), float("nan"), 9),
     ]
     source = {"device": "cuda", "gpu": "NVIDIA H200"}
     hours = {
@@ -83,14 +87,21 @@ def test_statuses_come_from_the_claims_and_the_gpu_estimate(tmp_path):
         ],
     }
     frame = index_frame(_fixture_root(tmp_path, claims, hours)).set_index("artefact")["status"]
-    assert frame["Figure 5"] == "reproduced (1 claim supported)"
-    assert frame["Figure 3"] == "reproduced (1 claim supported)"
+    assert frame["Figure 5"] == "reproduced (1 supported)"
+    assert frame["Figure 3"] == "reproduced (1 supported)"
     assert frame["Figure 7"] == (
-        "1 of 2 claims supported; inconclusive: right, the escape ratio grows with C "
-        "(estimate +0.02, 95% interval [-0.05, +0.08], 20 runs)"
+        "1 supported, 1 inconclusive; worst: inconclusive: right, the escape ratio grows with C "
+        "(estimate +0.02, 95% interval [-0.05, +0.08], n = 20); 1 rule-sensitive"
     )
-    assert frame["Table 1"].startswith("1 of 2 claims supported; not supported: Goldstein-Price: Adam+CM ends lower")
-    assert "[-2, -0.4]" in frame["Table 1"]
+    # the worst of two "not supported" claims is the one with the lower estimate; "not run" is counted
+    assert frame["Table 1"] == (
+        "1 supported, 2 not supported, 1 not run; worst: not supported: Goldstein-Price: Adam+CM ends lower than "
+        "Adam (estimate -1.2, 95% interval [-2, -0.4], n = 20)"
+    )
+    assert frame["Figure 17"] == (
+        "1 inconclusive; worst: inconclusive: cells: Adam+CM escapes more often "
+        "(estimate +0.4, exact, Holm p = 0.01, n = 9)"
+    )
     assert frame["Figure 1"] == "drawn, no claim to test"  # its CSV and PNG exist
     assert frame["Figure 13"] == "not run"
     assert frame["Table 2"] == "needs GPUs (about 1,210 GPU-hours on NVIDIA H200, results/bench/device/hours_cuda.json)"
@@ -109,6 +120,25 @@ def test_without_claims_the_toy_artefacts_are_not_run_and_cpu_hours_are_not_gpu_
     assert frame["Table 1"] == frame["Figure 1"] == "not run (no results/toy/claims.csv: make reproduce-toy)"
     assert frame["Table 2"] == (
         "needs GPUs (GPU-hours not estimated; from CPU step times 36 CPU-hours, results/bench/device/hours_cuda.json)"
+    )
+
+
+def test_the_tally_line_counts_verdicts_per_artefact_kind(tmp_path):
+    claims = [
+        _claim("Table 1", "a", "supported"),
+        _claim("Table 5", "b", "not supported", sensitive=True),
+        _claim("Figure 6", "c", "no difference"),
+        _claim("Figure 6", "d", "negligible"),
+        _claim("Figure 7 (left)", "e", "inconclusive", sensitive=True),
+    ]
+    markdown = render_index(_fixture_root(tmp_path, claims))
+    assert markdown.splitlines()[2] == (
+        "**Toy claims** (5 in `results/toy/claims.csv`, listed with their quotes in `results/toy/README.md`): "
+        "tables: 1 supported, 1 not supported; figures: 1 no difference, 1 negligible, 1 inconclusive; "
+        "2 rule-sensitive."
+    )
+    assert render_index(_fixture_root(tmp_path / "none", None)).splitlines()[2] == (
+        "Toy claims: not run (no results/toy/claims.csv: make reproduce-toy)."
     )
 
 

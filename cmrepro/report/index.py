@@ -6,9 +6,11 @@ exactly what this command writes (``tests/test_results_index.py`` checks it):
 
 - toy experiments (Sections 3.2, 4 and their appendix figures): the verdicts of
   ``results/toy/claims.csv`` (written by ``python -m cmrepro.toy``): "reproduced" when every claim
-  of the artefact is supported, else the claims "not supported" or "inconclusive", each with its
-  estimate and interval; an artefact without a claim to test is "drawn, no claim to test" when
-  its files exist; "not run" without ``claims.csv`` or without its files;
+  of the artefact is supported, else the count of each verdict and the worst claim with its
+  estimate (the long lists are in ``results/toy/README.md``), and how many are rule-sensitive;
+  an artefact without a claim to test is "drawn, no claim to test" when its files exist; "not
+  run" without ``claims.csv`` or without its files. The README opens with the tally of verdicts
+  per artefact kind (:func:`tally`);
 - training artefacts: "needs GPUs" with the GPU-hours ``scripts/estimate_hours.py`` wrote from a
   GPU benchmark (``results/bench/**/hours_*.json`` whose sources ran on CUDA) for the make target
   that regenerates it, else "GPU-hours not estimated" (and the CPU-hour estimate, if one exists);
@@ -147,7 +149,14 @@ def artefact_key(label: str) -> str | None:
     return f"{match.group(1).capitalize()} {int(match.group(2))}" if match else None
 
 
+# Verdict words (``cmrepro/toy/stats.py``), worst first: the status cell names the worst claim.
+SEVERITY = ("not supported", "negligible", "inconclusive", "no difference", "supported")
+NOT_RUN = "not run"
+ORDER = ("supported", "not supported", "no difference", "negligible", "inconclusive", NOT_RUN)  # as counted
+
+
 def toy_status(artefact: Artefact, claims: pd.DataFrame | None, root: Path) -> str:
+    """Counts of verdicts, the worst claim (with its estimate), and how many are rule-sensitive."""
     mine = claims[claims["key"] == artefact.name] if claims is not None else None
     if mine is None:
         return "not run (no results/toy/claims.csv: make reproduce-toy)"
@@ -155,13 +164,28 @@ def toy_status(artefact: Artefact, claims: pd.DataFrame | None, root: Path) -> s
         drawn = all((root / path).is_file() for path in toy_outputs(artefact.experiments))
         return "drawn, no claim to test" if drawn else "not run"
     verdicts = mine["verdict"].str.lower().str.strip()
-    if (verdicts == "supported").all():
-        return f"reproduced ({len(mine)} claim{'s' if len(mine) > 1 else ''} supported)"
-    parts = [f"{(verdicts == 'supported').sum()} of {len(mine)} claims supported"]
-    for verdict in ("not supported", "inconclusive"):
-        for row in mine[verdicts == verdict].itertuples():
-            parts.append(f"{verdict}: {_claim_label(row)} ({_interval(row)})")
-    return "; ".join(parts)
+    ran = mine[verdicts != NOT_RUN]
+    if ran.empty:
+        return f"not run ({len(mine)} claims declared: make reproduce-toy)"
+    counts = _counts(verdicts)
+    sensitive = int(_flag(mine, "rule_sensitive").sum())
+    extra = f"; {sensitive} rule-sensitive" if sensitive else ""
+    if (verdicts[verdicts != NOT_RUN] == "supported").all():
+        return f"reproduced ({counts}){extra}"
+    worst = next(v for v in SEVERITY if (verdicts == v).any())
+    row = ran[verdicts[verdicts != NOT_RUN] == worst].sort_values("estimate", kind="stable").iloc[0]
+    return f"{counts}; worst: {worst}: {_claim_label(row)} ({_interval(row)}){extra}"
+
+
+def _counts(verdicts: pd.Series) -> str:
+    present = [v for v in ORDER if (verdicts == v).any()]
+    return ", ".join(f"{int((verdicts == v).sum())} {v}" for v in present)
+
+
+def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame[column].astype(str).str.lower().isin(("true", "1"))
 
 
 def _claim_label(row) -> str:
@@ -170,10 +194,24 @@ def _claim_label(row) -> str:
 
 
 def _interval(row) -> str:
-    if any(pd.isna(value) for value in (row.low, row.high)):
-        return f"estimate {row.estimate:+.3g}, exact"
-    seeds = "" if pd.isna(row.seeds) else f", {int(row.seeds)} runs"
-    return f"estimate {row.estimate:+.3g}, 95% interval [{row.low:+.3g}, {row.high:+.3g}]{seeds}"
+    n = "" if pd.isna(row.get("n")) else f", n = {int(row['n'])}"
+    if pd.isna(row.get("low")) or pd.isna(row.get("high")):
+        p = "" if pd.isna(row.get("p_holm")) else f", Holm p = {row['p_holm']:.2g}"
+        return f"estimate {row.estimate:+.3g}, exact{p}{n}"
+    return f"estimate {row.estimate:+.3g}, 95% interval [{row.low:+.3g}, {row.high:+.3g}]{n}"
+
+
+def tally(claims: pd.DataFrame | None) -> str:
+    """The line at the top of results/README.md: verdicts per artefact kind, rule-sensitive, not run."""
+    if claims is None:
+        return "Toy claims: not run (no results/toy/claims.csv: make reproduce-toy)."
+    verdicts = claims["verdict"].str.lower().str.strip()
+    kinds = claims["key"].str.split().str[0].map({"Table": "tables", "Figure": "figures"})
+    parts = [f"{kind}: {_counts(verdicts[kinds == kind])}" for kind in ("tables", "figures") if (kinds == kind).any()]
+    return (
+        f"**Toy claims** ({len(claims)} in `results/toy/claims.csv`, listed with their quotes in "
+        f"`results/toy/README.md`): {'; '.join(parts)}; {int(_flag(claims, 'rule_sensitive').sum())} rule-sensitive."
+    )
 
 
 @dataclass(frozen=True)
@@ -232,15 +270,20 @@ def status(artefact: Artefact, claims: pd.DataFrame | None, estimates: list[Hour
 # ---- the README ------------------------------------------------------------------------------
 HEADER = """# Results: every table and figure of the paper
 
+{tally}
+
 Written by `python -m cmrepro.report index` ({module}); do not edit by hand: `tests/test_results_index.py`
 fails when this file differs from what the command writes. `make reproduce-all SCALE=smoke` runs every
 artefact's smoke version and rewrites it; `make reproduce-all` does the same at full scale (GPUs needed).
 
-Status: **reproduced** (every claim of Section 4 that the artefact carries is supported by an interval over
-seeds, `results/toy/claims.csv`; the method is in `results/toy/README.md`), **not supported** /
-**inconclusive** (with the claim, estimate and interval), **drawn** (a figure with no claim to test),
-**needs GPUs** (GPU-hours from `scripts/estimate_hours.py` when a GPU benchmark exists), **descriptive**
-(settings the paper lists, encoded in configs and `cmrepro/paper_data/`). Smoke runs write under `results/smoke/`.
+Status: **reproduced** (every toy claim the artefact carries is supported), else the counts of each verdict
+(**supported**, **negligible**: certain but below the declared minimum effect, **no difference**: every run
+tied, **not supported**: an effect of the declared size ruled out or contradicted, **inconclusive**, **not run**)
+and the worst claim with its estimate; **rule-sensitive**: escape claims whose verdict changes with the escape
+rule. Every claim, its quote from the paper, test and interval: `results/toy/README.md` (and
+`results/toy/claims.csv`). **drawn** (a figure with no claim to test), **needs GPUs** (GPU-hours from
+`scripts/estimate_hours.py` when a GPU benchmark exists), **descriptive** (settings the paper lists, encoded in
+configs and `cmrepro/paper_data/`). Smoke runs write under `results/smoke/`.
 
 """
 
@@ -267,7 +310,8 @@ def _commands(commands: tuple[str, ...]) -> str:
 
 
 def render_index(root: Path = ROOT) -> str:
-    return HEADER.format(module="cmrepro/report/index.py") + markdown_table(index_frame(root), index=False)
+    head = HEADER.format(module="cmrepro/report/index.py", tally=tally(read_claims(root)))
+    return head + markdown_table(index_frame(root), index=False)
 
 
 def write_index(root: Path = ROOT, out: Path | None = None) -> Path:

@@ -1,113 +1,97 @@
-"""The claims of Section 4 (and Appendices A.2-A.3) as statistical statements over seeds.
+"""The paper's toy claims, declared in ``conf/toy/claims.yaml`` (``toy.registry``), tested over the
+experiments' per-run CSVs in ``results/toy``.
 
-Each claim compares two optimizer settings run from the same initial points,
-so a claim is a vector of paired differences, one per run (start point),
-oriented so that a positive difference supports the paper. The verdict rests
-on a percentile bootstrap of the mean difference over runs (95%, resampling
-runs with replacement):
+Each claim becomes one vector of paired differences per measure (``_differences``), oriented so
+that a positive value supports the paper; ``toy.stats`` turns it into two one-sided p-values. A
+joint claim ("flatter solutions with a lower loss") holds only if every part holds: its support
+p-value is the largest of its parts' (an intersection-union test), its "too small" p-value the
+smallest times the number of parts. Within each family (the paper's figure or table) the p-values
+are Holm-adjusted, then ``stats.decide`` gives the verdict.
 
-- "supported": the whole interval lies above 0;
-- "not supported": the whole interval lies at or below 0 (the other outcome);
-- "inconclusive": the interval contains 0 strictly inside; more seeds could
-  decide it either way.
-
-The differences are sorted before resampling, so the interval depends on the
-multiset of run outcomes, not on the order in which the runs were made. A
-claim whose runs flip basin with a last-bit change of the initial points
-(the toy dynamics amplify such changes, see results/toy/README.md) moves its
-estimate by one run's share at most, and the verdict stays put unless the
-interval already touches 0.
+Escape claims are tested under the primary rule (the final point in the flat basin) and again
+under each alternative rule the registry declares (the 0.25 snapshot, the mean of the last 50
+iterates), each with its own Holm pass over the family: a claim whose verdict changes with the
+rule is "rule-sensitive". A claim whose CSV, column or setting does not exist yet is reported
+"not run" with the reason, never an exception.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-RESAMPLES = 10_000
-LEVEL = 0.95
-SEED = 0  # the bootstrap's own generator: the same CSVs always give the same intervals
+from . import stats
+from .registry import POPULATIONS, Claim, Registry, load
 
-LOWER_IS_BETTER = ("loss", "sharpness")
+NOT_RUN = "not run"
+
+
+class NotRun(Exception):
+    """Why a claim cannot be tested yet (one line)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One claim under one rule, before the family's Holm adjustment."""
+
+    tests: tuple[stats.Test, ...]  # one per part
+    columns: tuple[str, ...]
+    p_support: float
+    p_small: float
+    all_tied: bool
+    meets_effect: bool
+
+    @property
+    def weakest(self) -> stats.Test:
+        """The part that decides a joint claim: the one with the largest support p-value."""
+        return max(self.tests, key=lambda t: t.p_support)
 
 
 @dataclass(frozen=True)
 class Verdict:
+    id: str
     artefact: str
+    family: str
     claim: str
+    population: str
     verdict: str
-    seeds: int  # runs (start points) behind the interval
-    estimate: float  # mean paired difference; > 0 supports the claim
-    low: float
-    high: float
-    measure: str  # what the difference measures, with its units
+    n: int = 0
+    estimate: float = float("nan")
+    low: float = float("nan")
+    high: float = float("nan")
+    p: float = float("nan")
+    p_holm: float = float("nan")
+    method: str = ""
+    measure: str = ""
+    detail: str = ""
+    reason: str = ""
+    sensitivity: tuple[tuple[str, str], ...] = field(default=())  # (alternative rule, verdict)
+
+    @property
+    def rule_sensitive(self) -> bool:
+        return any(verdict != self.verdict for _, verdict in self.sensitivity)
 
     def line(self) -> str:
-        if self.seeds == 0:  # an exact computation has no interval
-            return f"- {self.artefact}: {self.claim}: **{self.verdict}** ({self.measure} {self.estimate:.3g})."
-        tied = " (tied: every run ended the same for both)" if self.low == self.high == 0 else ""
+        """One line of results/toy/README.md."""
+        if self.verdict == NOT_RUN:
+            return f"- `{self.id}` {self.claim}: **not run** ({self.reason})."
+        sensitive = " **rule-sensitive**" if self.rule_sensitive else ""
+        if self.method == "exact computation":
+            return f"- `{self.id}` {self.claim}: **{self.verdict}** ({self.measure} {self.estimate:.3g}, exact)."
+        interval = "" if math.isnan(self.low) else f", 95% CI [{self.low:+.3g}, {self.high:+.3g}]"
         return (
-            f"- {self.artefact}: {self.claim}: **{self.verdict}**{tied} ({self.measure} {self.estimate:+.3g}, "
-            f"95% CI [{self.low:+.3g}, {self.high:+.3g}], {self.seeds} runs)."
+            f"- `{self.id}` {self.claim}: **{self.verdict}**{sensitive} "
+            f"({self.measure} {self.estimate:+.3g}{interval}; {self.detail}; "
+            f"n = {self.n} {POPULATIONS[self.population]}, {self.method}, "
+            f"p = {self.p:.2g}, Holm p = {self.p_holm:.2g})."
         )
 
 
-def bootstrap_interval(differences: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``differences`` at level ``LEVEL``."""
-    values = np.sort(np.asarray(differences, dtype=np.float64))
-    index = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
-    means = values[index].mean(axis=1)
-    tail = 100 * (1 - LEVEL) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def decide(low: float, high: float) -> str:
-    if low > 0:
-        return "supported"
-    if high <= 0:
-        return "not supported"
-    return "inconclusive"
-
-
-# ---- paired differences from the per-run CSVs -------------------------------------------------
-def _per_run(frame: pd.DataFrame, setting: str, value: str, **where) -> pd.Series:
-    """``value`` of one setting per run, averaged over the rows each run has (e.g. several s)."""
-    rows = frame
-    for column, wanted in where.items():
-        rows = rows[wanted(rows[column])] if callable(wanted) else rows[rows[column] == wanted]
-    rows = rows[rows.setting == setting]
-    if rows.empty:
-        raise KeyError(f"no runs of {setting!r} with {where}")
-    return rows.groupby("run")[value].mean().astype(float)
-
-
-def paired(a: str, b: str, value: str, **where) -> Callable[[pd.DataFrame], np.ndarray]:
-    """Per run, how much better setting ``a`` does than ``b`` on ``value`` (lower is better for
-    losses and sharpness, higher for escapes): positive differences support "a beats b"."""
-
-    def differences(frame: pd.DataFrame) -> np.ndarray:
-        first, second = _per_run(frame, a, value, **where), _per_run(frame, b, value, **where)
-        first, second = first.align(second, join="inner")
-        gap = second - first if value in LOWER_IS_BETTER else first - second
-        return gap.to_numpy()
-
-    return differences
-
-
-@dataclass(frozen=True)
-class Claim:
-    artefact: str
-    claim: str
-    source: str  # the CSV (``results/toy/<source>.csv``) with one row per run
-    differences: Callable[[pd.DataFrame], np.ndarray]
-    measure: str
-
-
+# ---- the per-run CSVs -------------------------------------------------------------------------
 def _setting_column(frame: pd.DataFrame) -> pd.Series:
     """One name per optimizer setting: the label, with C and decay where the table varies them."""
     if "C" not in frame or "decay" not in frame:
@@ -117,213 +101,255 @@ def _setting_column(frame: pd.DataFrame) -> pd.Series:
     return named.where(with_buffer, frame.optimizer)
 
 
-def _table1() -> list[Claim]:
-    claims = []
-    for name, surface in (("Goldstein-Price", "goldstein_price"), ("Levy", "levy")):
-        for value in ("loss", "sharpness"):
-            for other in ("Adam", "Adam+SAM", "Adam+CG C=20 decay=0.99"):
-                claims.append(
-                    Claim(
-                        "Table 1",
-                        f"{name}: Adam+CM ends {'lower' if value == 'loss' else 'flatter'} than {other.split(' ')[0]}",
-                        "table1_runs",
-                        paired("Adam+CM C=20 decay=0.99", other, value, surface=surface),
-                        f"{value} gap",
-                    )
-                )
-    return claims
-
-
-def _table5() -> list[Claim]:
-    claims = [
-        Claim(
-            "Table 5",
-            f"Levy: Adam+CM ends lower than Adam+CG at C = {c}, decay {d}",
-            "table5_runs",
-            paired(f"Adam+CM C={c} decay={d}", f"Adam+CG C={c} decay={d}", "loss"),
-            "loss gap",
-        )
-        for c, d in ((5, 0.7), (5, 0.99), (20, 0.99))
-    ]
-    claims.append(
-        Claim(
-            "Table 5",
-            "Levy: Adam+CM with C = 5 (decay 0.7) ends lower than Adam+CG with C = 20",
-            "table5_runs",
-            paired("Adam+CM C=5 decay=0.7", "Adam+CG C=20 decay=0.99", "loss"),
-            "loss gap",
-        )
-    )
-    claims += [
-        Claim(
-            "Table 5",
-            f"Levy: Adam+CM with C = 20 ends {'lower' if value == 'loss' else 'flatter'} than with C = 5 (decay 0.99)",
-            "table5_runs",
-            paired("Adam+CM C=20 decay=0.99", "Adam+CM C=5 decay=0.99", value),
-            f"{value} gap",
-        )
-        for value in ("loss", "sharpness")
-    ]
-    return claims
-
-
-def _ackley_curves(source: str, artefact: str) -> list[Claim]:
-    return [
-        Claim(
-            artefact,
-            f"Ackley: {cm} ends at a lower loss than {other}",
-            source,
-            paired(cm, other, "loss"),
-            "final-loss gap",
-        )
-        for cm in ("Adam+CM", "Adam+SAM+CM")
-        for other in ("Adam", "Adam+SAM", "Adam+CG")
-    ]
-
-
-def _one_d(source: str, artefact: str, cs: tuple[int, ...]) -> list[Claim]:
-    claims = [
-        Claim(
-            artefact,
-            f"1-D f_s: Adam+CM C={c} ends at the flat minimum more often than Adam+CG C={c}",
-            source,
-            paired(f"Adam+CM C={c}", f"Adam+CG C={c}", "escaped"),
-            "escape-rate gap",
-        )
-        for c in cs
-    ]
-    if len(cs) > 1:
-        claims.append(
-            Claim(
-                artefact,
-                f"1-D f_s: Adam+CM escapes more often with C = {cs[-1]} than with C = {cs[0]}",
-                source,
-                paired(f"Adam+CM C={cs[-1]}", f"Adam+CM C={cs[0]}", "escaped"),
-                "escape-rate gap",
-            )
-        )
-    return claims
-
-
-def _escape_ratios() -> list[Claim]:
-    sharp = {"s": lambda s: s >= 5}
-    claims = [
-        Claim(
-            "Figure 6",
-            f"D = 10, s >= 5: Adam+CM (C = 20) escapes the sharp minimum more often than {other.split(' C=')[0]}",
-            "figure6_runs",
-            paired("Adam+CM C=20", other, "escaped", **sharp),
-            "escape-rate gap",
-        )
-        for other in ("Adam", "Adam+SAM", "Adam+CG C=20")
-    ]
-    not_two = {"s": lambda s: s != 2}
-    claims += [
-        Claim(
-            "Figure 7 (left)",
-            f"D = 1, s != 2: Adam+CM (C = 10) escapes more often than {other.split(' C=')[0]}",
-            "figure7_left_runs",
-            paired("Adam+CM C=10", other, "escaped", **not_two),
-            "escape-rate gap",
-        )
-        for other in ("Adam", "Adam+SAM", "Adam+CG C=10")
-    ]
-    claims += [
-        Claim(
-            "Figure 7 (left)",
-            f"D = 1, s >= 5: {other} escapes more often than Adam+CG (C = 10)",
-            "figure7_left_runs",
-            paired(other, "Adam+CG C=10", "escaped", **sharp),
-            "escape-rate gap",
-        )
-        for other in ("Adam", "Adam+SAM")
-    ]
-    claims.append(
-        Claim(
-            "Figure 7 (right)",
-            "D = 1: Adam+CM escapes more often with C = 40 than with C = 5 (mean over s)",
-            "figure7_right_runs",
-            paired("Adam+CM C=40", "Adam+CM C=5", "escaped"),
-            "escape-rate gap",
-        )
-    )
-    return claims
-
-
-CLAIMS: list[Claim] = [
-    *_table1(),
-    *_table5(),
-    *_ackley_curves("figure4_runs", "Figure 4"),
-    *_ackley_curves("figure16_runs", "Figure 16"),
-    *_one_d("figure5", "Figure 5", (5,)),
-    *_one_d("figure17", "Figure 17", (5, 10, 20)),
-    *_one_d("figure18", "Figure 18", (5, 10, 20)),
-    *_escape_ratios(),
-]
-
-
-def _runs(out: Path, source: str) -> pd.DataFrame | None:
+def _read(out: Path, source: str) -> pd.DataFrame:
     path = out / f"{source}.csv"
-    if not path.exists():
-        return None
-    frame = pd.read_csv(path)
-    if "run" not in frame:  # written by an older version, before runs were numbered: as if not run
-        return None
-    return frame.assign(setting=_setting_column(frame))
+    if not path.is_file():
+        raise NotRun(f"results/toy/{source}.csv not written yet")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise NotRun(f"results/toy/{source}.csv is unreadable ({type(error).__name__}); rerun its experiment") from None
+    return frame.assign(setting=_setting_column(frame)) if "optimizer" in frame else frame
 
 
-def _figure3(out: Path) -> Verdict | None:
-    """Figure 3 is a computation, not a sample: no seeds, the verdict is exact."""
-    path = out / "figure3.csv"
-    if not path.exists():
-        return None
-    frame = pd.read_csv(path)
-    rho = frame[frame.method.str.startswith("critical")].rho
-    worst = float(rho.max())
-    return Verdict(
-        "Figure 3",
-        f"critical momenta (C = 5) converge (rho* < 1) for condition numbers {frame.kappa.min():.3g} to "
-        f"{frame.kappa.max():.3g}",
-        "supported" if worst < 1 else "not supported",
-        0,
-        1 - worst,
-        1 - worst,
-        1 - worst,
-        "exact computation, 1 - max rho*",
+class Sources:
+    """Each CSV read once; a missing or unreadable one remembered as its reason."""
+
+    def __init__(self, out: Path):
+        self.out, self._frames = out, {}
+
+    def __call__(self, source: str) -> pd.DataFrame:
+        if source not in self._frames:
+            try:
+                self._frames[source] = _read(self.out, source)
+            except NotRun as reason:
+                self._frames[source] = reason
+        found = self._frames[source]
+        if isinstance(found, NotRun):
+            raise found
+        return found
+
+
+def _values(frame: pd.DataFrame, claim: Claim, source: str, setting: str, column: str) -> pd.Series:
+    """``column`` of one setting per run (``claim.pair_on``), averaged over the run's rows (e.g. s)."""
+    for needed in ("optimizer", column, claim.pair_on, *(c for c, _ in claim.where)):
+        if needed not in frame:
+            raise NotRun(f"column {needed} missing from results/toy/{source}.csv")
+    rows = frame[frame.setting == setting]
+    for key, accepted in claim.where:
+        rows = rows[rows[key].isin(accepted)]
+    if rows.empty:
+        raise NotRun(f"no runs of {setting!r} in results/toy/{source}.csv{_filters(claim)}")
+    values = pd.to_numeric(rows[column], errors="coerce").astype(float)
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        raise NotRun(f"{bad} runs of {setting!r} have a non-finite {column} in results/toy/{source}.csv")
+    return values.groupby(rows[claim.pair_on]).mean()
+
+
+def _filters(claim: Claim) -> str:
+    return "" if not claim.where else " with " + ", ".join(f"{c} in {list(v)}" for c, v in claim.where)
+
+
+def _aligned(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    first, second = first.align(second, join="inner")
+    if first.empty:
+        raise NotRun("the settings compared share no run")
+    return first.to_numpy(), second.to_numpy()
+
+
+def _differences(claim: Claim, column: str, better: str, sources: Sources) -> np.ndarray:
+    """The per-run differences of one part of ``claim``, positive where the paper is right."""
+    sign = 1.0 if better == "higher" else -1.0
+    frame = sources(claim.source)
+    if claim.test in ("paired", "equivalent"):
+        b_source = claim.b_source or claim.source
+        first, second = _aligned(
+            _values(frame, claim, claim.source, claim.a, column),
+            _values(sources(b_source), claim, b_source, claim.b, column),
+        )
+        return first - second if claim.test == "equivalent" else sign * (first - second)
+    if claim.test == "share":
+        return sign * (_values(frame, claim, claim.source, claim.setting, column).to_numpy() - claim.threshold)
+    if claim.test == "trend":
+        return sign * _trend(frame, claim, column)
+    raise NotRun(f"test {claim.test!r} has no per-run differences")
+
+
+def _trend(frame: pd.DataFrame, claim: Claim, column: str) -> np.ndarray:
+    """Per run, the least-squares slope of ``column`` against log2 C, times the log2 C range: the
+    change across all the C compared that the run's trend implies (a monotone test over every C)."""
+    table = pd.concat({c: _values(frame, claim, claim.source, name, column) for name, c in claim.settings}, axis=1)
+    table = table.dropna()
+    if table.empty:
+        raise NotRun("the settings compared share no run")
+    x = np.log2(np.asarray(table.columns, dtype=float))
+    centred = x - x.mean()
+    slopes = (table.to_numpy() - table.to_numpy().mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
+    return slopes * (x.max() - x.min())
+
+
+# ---- one claim under one rule ------------------------------------------------------------------
+def _outcome(claim: Claim, columns: tuple[str, ...], registry: Registry, sources: Sources) -> Outcome:
+    tests = []
+    for part, column in zip(claim.parts, columns):
+        d = _differences(claim, column, part.better, sources)
+        effect = registry.measures[column].min_effect
+        exact = claim.exact or len(d) < stats.EXACT_BELOW
+        test = (
+            stats.equivalence_test(d, effect, exact)
+            if claim.test == "equivalent"
+            else stats.paired_test(d, effect, exact)
+        )
+        tests.append(test)
+    equivalent = claim.test == "equivalent"
+    return Outcome(
+        tuple(tests),
+        columns,
+        p_support=max(t.p_support for t in tests),
+        p_small=min(1.0, len(tests) * min(t.p_small for t in tests)),
+        all_tied=all(t.all_tied for t in tests) and not equivalent,
+        meets_effect=equivalent or all(t.estimate >= registry.measures[c].min_effect for t, c in zip(tests, columns)),
     )
 
 
-def evaluate(out: Path, claims: list[Claim] = CLAIMS) -> list[Verdict]:
-    """Every claim whose experiment has run, in the order of ``claims``; Figure 3 last."""
-    verdicts, frames = [], {}
-    for claim in claims:
-        if claim.source not in frames:
-            frames[claim.source] = _runs(out, claim.source)
-        frame = frames[claim.source]
-        if frame is None:
-            continue
-        differences = claim.differences(frame)
-        low, high = bootstrap_interval(differences)
-        verdicts.append(
-            Verdict(
-                claim.artefact,
-                claim.claim,
-                decide(low, high),
-                len(differences),
-                float(np.mean(differences)),
-                low,
-                high,
-                claim.measure,
-            )
+def rules(registry: Registry) -> list[tuple[str, dict[str, str]]]:
+    """The primary rule (no substitution) and each alternative: (name, {column: replacement})."""
+    with_alternatives = [m for m in registry.measures.values() if m.alternatives]
+    count = max((len(m.alternatives) for m in with_alternatives), default=0)
+    alternatives = [
+        {m.name: m.alternatives[i] for m in with_alternatives if i < len(m.alternatives)} for i in range(count)
+    ]
+    return [("primary", {})] + [(next(iter(sub.values())), sub) for sub in alternatives]
+
+
+def _columns(claim: Claim, substitution: dict[str, str]) -> tuple[str, ...]:
+    return tuple(substitution.get(part.column, part.column) for part in claim.parts)
+
+
+def _decide(claim: Claim, outcome: Outcome, p_support: float, p_small: float) -> str:
+    if claim.test == "equivalent" and all(t.all_tied for t in outcome.tests):
+        return "supported"  # every run ended alike: equal, as the claim says
+    return stats.decide(outcome.all_tied, p_support, p_small, outcome.meets_effect)
+
+
+def _family_verdicts(claims: list[Claim], outcomes: dict[str, Outcome]) -> dict[str, tuple[str, float]]:
+    """Holm within the family, separately for the support and the too-small p-values."""
+    ran = [c for c in claims if c.id in outcomes]
+    support = stats.holm([outcomes[c.id].p_support for c in ran])
+    small = stats.holm([outcomes[c.id].p_small for c in ran])
+    return {c.id: (_decide(c, outcomes[c.id], s, m), s) for c, s, m in zip(ran, support, small)}
+
+
+def _detail(outcome: Outcome, registry: Registry) -> str:
+    parts = []
+    for test, column in zip(outcome.tests, outcome.columns):
+        interval = "" if math.isnan(test.low) else f" [{test.low:+.3g}, {test.high:+.3g}]"
+        parts.append(
+            f"{column} {test.estimate:+.3g}{interval} ({test.wins} wins, {test.losses} losses, {test.ties} ties)"
         )
-    figure3 = _figure3(out)
-    return verdicts + ([figure3] if figure3 else [])
+    return "; ".join(parts)
+
+
+def _computation(claim: Claim, sources: Sources) -> Verdict:
+    """Figure 3 is a computation, not a sample: the worst rho* of critical momenta, exactly."""
+    frame = sources(claim.source)
+    if "method" not in frame or "rho" not in frame:
+        raise NotRun(f"results/toy/{claim.source}.csv lacks the method and rho columns")
+    margin = 1 - float(frame[frame.method.str.startswith("critical")].rho.max())
+    return Verdict(
+        claim.id, claim.artefact, claim.family, claim.claim, claim.population,
+        "supported" if margin > 0 else "not supported", n=1, estimate=margin, method="exact computation",
+        measure="1 - max rho*",
+    )  # fmt: skip
+
+
+def evaluate(out: Path, registry: Registry | None = None) -> list[Verdict]:
+    """Every claim of the registry, in its order: tested, or "not run" with the reason."""
+    registry = registry or load()
+    sources = Sources(out)
+    all_rules = rules(registry)
+    cache: dict[tuple[str, tuple[str, ...]], Outcome | NotRun] = {}
+
+    def outcome(claim: Claim, columns: tuple[str, ...]) -> Outcome | NotRun:
+        key = (claim.id, columns)
+        if key not in cache:
+            try:
+                cache[key] = _outcome(claim, columns, registry, sources)
+            except NotRun as reason:
+                cache[key] = reason
+        return cache[key]
+
+    tested = [c for c in registry.claims if c.test != "computation"]
+    families = {c.family: [d for d in tested if d.family == c.family] for c in tested}
+    decided: dict[str, dict[str, tuple[str, float]]] = {}  # rule -> claim id -> (verdict, Holm p)
+    for name, substitution in all_rules:
+        decided[name] = {}
+        for members in families.values():
+            ran = {c.id: o for c in members if isinstance(o := outcome(c, _columns(c, substitution)), Outcome)}
+            decided[name].update(_family_verdicts(members, ran))
+    verdicts = []
+    for claim in registry.claims:
+        verdicts.append(_verdict(claim, registry, outcome, decided, all_rules, sources))
+    return verdicts
+
+
+def _verdict(claim, registry, outcome, decided, all_rules, sources) -> Verdict:
+    base = dict(
+        id=claim.id, artefact=claim.artefact, family=claim.family, claim=claim.claim, population=claim.population
+    )
+    if claim.test == "computation":
+        try:
+            return _computation(claim, sources)
+        except NotRun as reason:
+            return Verdict(**base, verdict=NOT_RUN, reason=str(reason))
+    primary = outcome(claim, _columns(claim, {}))
+    if isinstance(primary, NotRun):
+        return Verdict(**base, verdict=NOT_RUN, reason=str(primary))
+    verdict, p_holm = decided["primary"][claim.id]
+    sensitivity = tuple(
+        (name, decided[name].get(claim.id, (NOT_RUN, 0.0))[0])
+        for name, substitution in all_rules[1:]
+        if _columns(claim, substitution) != primary.columns
+    )
+    weakest = primary.weakest
+    return Verdict(
+        **base,
+        verdict=verdict,
+        n=weakest.n,
+        estimate=weakest.estimate,
+        low=weakest.low,
+        high=weakest.high,
+        p=primary.p_support,
+        p_holm=p_holm,
+        method=weakest.method,
+        measure=" & ".join(registry.measures[c].what for c in primary.columns),
+        detail=_detail(primary, registry),
+        sensitivity=sensitivity,
+    )
+
+
+COLUMNS = ["id", "artefact", "family", "claim", "population", "method", "n", "estimate", "low", "high", "p", "p_holm"]
+
+
+def claims_frame(verdicts: list[Verdict], registry: Registry | None = None) -> pd.DataFrame:
+    """``claims.csv``'s rows: one per claim, with its verdict under each escape rule."""
+    names = [name for name, _ in rules(registry or load())[1:]]
+    rows = []
+    for v in verdicts:
+        row = {column: getattr(v, column) for column in COLUMNS}
+        row["verdict"] = v.verdict
+        found = dict(v.sensitivity)
+        for name in names:
+            row[f"verdict_{name}"] = found.get(name, "")
+        row.update(rule_sensitive=v.rule_sensitive, measure=v.measure, detail=v.detail, reason=v.reason)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def write_claims(out: Path) -> list[Verdict]:
     """``claims.csv`` beside the experiments' CSVs: one row per claim, for the results index."""
-    verdicts = evaluate(out)
-    columns = ["artefact", "claim", "verdict", "seeds", "estimate", "low", "high", "measure"]
-    frame = pd.DataFrame([v.__dict__ for v in verdicts], columns=columns)
-    frame.to_csv(out / "claims.csv", index=False, float_format="%.6g")
+    registry = load()
+    verdicts = evaluate(out, registry)
+    claims_frame(verdicts, registry).to_csv(out / "claims.csv", index=False, float_format="%.6g")
     return verdicts

@@ -131,7 +131,8 @@ def _parts(raw: dict, measures: dict[str, Measure], where: str) -> tuple[Part, .
 
 def _where(raw: dict) -> tuple[tuple[str, tuple], ...]:
     return tuple(
-        (column, tuple(value) if isinstance(value, list) else (value,)) for column, value in raw.get("where", {}).items()
+        (column, tuple(value) if isinstance(value, list) else (value,))
+        for column, value in raw.get("where", {}).items()
     )
 
 
@@ -177,7 +178,8 @@ def load(path: Path = REGISTRY) -> Registry:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise RegistryError(f"{path}: cannot read the claims registry ({error}); restore it from git") from None
+        problem = " ".join(str(error).split())  # YAML errors span lines: one line here
+        raise RegistryError(f"{path}: cannot read the claims registry ({problem}); restore it from git") from None
     if not isinstance(raw, dict) or "measures" not in raw or "sentences" not in raw:
         raise RegistryError(f"{path}: not a claims registry: it needs 'measures' and 'sentences'")
     measures = {name: _measure(name, spec) for name, spec in raw["measures"].items()}
