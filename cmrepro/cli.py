@@ -1,11 +1,14 @@
-"""What the command-line entry points share: a one-line complaint about an unknown config option."""
+"""What the command-line entry points share: a one-line complaint about an unknown config option,
+and a sweep that ends in one line when its launcher's worker pool breaks."""
 
 from __future__ import annotations
 
 import os
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 # Set to 1 for the whole traceback behind a one-line error (the device check sets it): the
@@ -52,3 +55,36 @@ def unwritable_directory(path: Path) -> Path | None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     return None if os.access(existing, os.W_OK | os.X_OK) else existing
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def run_sweep(hydra_main: Callable[[], None]) -> str | None:
+    """Run the Hydra multirun ``hydra_main``; None once its launcher has returned, or one line when
+    its pool of worker processes broke: a worker died (SIGKILL from the out-of-memory killer, a
+    crash), and joblib then ends the whole pool, the jobs running in the other workers with it,
+    and starts no more. The sweep's summary then names the jobs left without an outcome.
+
+    Hydra would print the launcher's error as a traceback and exit; HYDRA_FULL_ERROR=1 lets it
+    through to here instead (it changes nothing else: jobs report their own errors).
+    """
+    with _environment("HYDRA_FULL_ERROR", "1"):
+        try:
+            hydra_main()
+        except BrokenProcessPool as error:
+            # loky's message: what happened, then the dead workers' exit codes ({SIGKILL(-9)}).
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+            said = " ".join([lines[0].split(". ")[0].rstrip(".") + "."] + [l for l in lines if "exit codes" in l])
+            return f"the sweep stopped: a worker process died ({said}); joblib ended the jobs of its other workers"
+    return None

@@ -6,6 +6,7 @@ directory it cannot write). Nothing is created on disk until the command line pa
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -46,9 +47,6 @@ class CommandLineError(ValueError):
 def parse_overrides(argv: list[str]) -> list | None:
     """The overrides of ``argv`` (Hydra's parsed ``Override``s), without Hydra's own settings;
     None when a flag leaves the command line to Hydra."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     if any(arg.split("=")[0] in _HYDRA_ONLY_FLAGS for arg in argv):
         return None
     arguments, skip_next = [], False
@@ -58,8 +56,15 @@ def parse_overrides(argv: list[str]) -> list | None:
             skip_next = arg in _FLAGS_WITH_VALUE
         elif not arg.lstrip("+~").startswith("hydra"):
             arguments.append(arg)
+    return _parse(arguments)
+
+
+def _parse(lines: list[str]) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
     try:
-        return OverridesParser.create().parse_overrides(arguments)
+        return OverridesParser.create().parse_overrides(lines)
     except HydraException as error:
         raise CommandLineError(_first_line(error)) from None
 
@@ -74,6 +79,25 @@ def job_lines(override) -> list[str]:
 def first_job(overrides: list) -> list[str]:
     """The overrides of a sweep's first job: the first value of each swept key."""
     return [next(iter(job_lines(override)), "") for override in overrides]
+
+
+def sweep_jobs(argv: list[str], conf_dir: Path) -> list[str] | None:
+    """The jobs of the sweep ``argv`` describes, in Hydra's job-number order, each as the values
+    that tell it from the others on one line (``seed=1 optimizer.lr=0.1``; all its overrides if
+    nothing is swept): as Hydra's basic sweeper makes them, the product of the
+    ``hydra.sweeper.params`` of the config without the swept values (an experiment's seeds) and
+    the command line's, where a command-line key takes the place of the same key in the params.
+    None where flags leave the command line to Hydra."""
+    parsed = parse_overrides(argv)
+    if parsed is None:
+        return None
+    primary = compose_config(conf_dir, [o.input_line for o in parsed if not o.is_sweep_override()], hydra=True)
+    params = OmegaConf.select(primary, "hydra.sweeper.params") or {}
+    choices = {}
+    for override in _parse([f"{key}={value}" for key, value in params.items()]) + parsed:
+        choices[override.get_key_element()] = job_lines(override)
+    swept = [lines for lines in choices.values() if len(lines) > 1] or list(choices.values())
+    return [" ".join(job) for job in itertools.product(*swept)]
 
 
 def check_path_components(overrides: list, conf_dir: Path) -> None:
@@ -98,15 +122,16 @@ def check_path_components(overrides: list, conf_dir: Path) -> None:
                 )
 
 
-def compose_config(conf_dir: Path, overrides: list[str]):
-    """The config ``overrides`` compose to; CommandLineError with one line where Hydra refuses them."""
+def compose_config(conf_dir: Path, overrides: list[str], hydra: bool = False):
+    """The config ``overrides`` compose to (with Hydra's own node under ``hydra``); CommandLineError
+    with one line where Hydra refuses them."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
-            return compose(config_name="config", overrides=overrides)
+            return compose(config_name="config", overrides=overrides, return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException) as error:
         raise CommandLineError(_composition_problem(error, conf_dir)) from None
     except yaml.YAMLError as error:  # a config file the command uses is not valid YAML

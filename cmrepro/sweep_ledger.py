@@ -52,11 +52,13 @@ def read_outcomes(folder: Path) -> list[JobOutcome]:
     return [JobOutcome(**json.loads(path.read_text())) for path in sorted(Path(folder).glob("job*.json"))]
 
 
-def summary(outcomes: list[JobOutcome]) -> tuple[list[str], bool]:
+def summary(outcomes: list[JobOutcome], jobs: list[str] | None = None) -> tuple[list[str], bool]:
     """The sweep's summary lines, and whether every job finished or was skipped.
 
-    A job that wrote no outcome (killed outright, or its node lost) is not in the ledger: the
-    counts say how many outcomes were recorded, so a gap shows against the number of jobs Hydra listed.
+    ``jobs``: each job's overrides by job number, where the command line tells them. A job that
+    wrote no outcome (killed outright with its worker, its node lost, or never started once the
+    worker pool broke) is then named with them; without, it shows only as a gap against the number
+    of jobs Hydra listed.
     """
     counts: dict[str, int] = {}
     for outcome in outcomes:
@@ -65,7 +67,12 @@ def summary(outcomes: list[JobOutcome]) -> tuple[list[str], bool]:
     lines = [f"sweep: {len(outcomes)} jobs recorded: {parts or 'none'}"]
     unfinished = [o for o in outcomes if o.outcome not in FINISHED]
     lines += [f"  job {o.job} {o.outcome}: {o.run_dir}: {o.message}" for o in unfinished]
-    return lines, all(o.outcome in NOT_FAILED for o in outcomes)
+    recorded = {o.job for o in outcomes}
+    missing = [f"  job {n} no outcome (killed, or never started): {job}" for n, job in enumerate(jobs or []) if n not in recorded]
+    lines += missing
+    if missing:
+        lines.append("  re-run the same command to finish them (finished runs are skipped, killed ones resume)")
+    return lines, not missing and all(o.outcome in NOT_FAILED for o in outcomes)
 
 
 def close_ledger(folder: Path) -> None:

@@ -28,8 +28,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import exit_on_unknown_option
-from .command_checks import CommandLineError, check_command_line
+from .cli import exit_on_unknown_option, run_sweep
+from .command_checks import CommandLineError, check_command_line, sweep_jobs
 from .data import DataError
 from .run_files import RESULT, RunFileError
 from .run_lock import RunLocked
@@ -102,14 +102,17 @@ def main() -> None:
         _run()
         return
     output_dir = Path(OmegaConf.select(cfg, "paths.output_dir")) if cfg is not None else Path("results/runs")
+    jobs = sweep_jobs(argv, CONF_DIR)  # to name the jobs a broken worker pool leaves without an outcome
     ledger = start_ledger(output_dir)
     try:
-        _run()
-        lines, all_finished = summary(read_outcomes(ledger))
+        stopped = run_sweep(_run)
+        lines, all_finished = summary(read_outcomes(ledger), jobs)
     finally:
         close_ledger(ledger)
+    if stopped:
+        print(f"cmrepro.train: {stopped}", file=sys.stderr)
     print("cmrepro.train: " + "\n".join(lines), file=sys.stderr)
-    if not all_finished:
+    if stopped or not all_finished:
         sys.exit(1)
 
 
