@@ -287,3 +287,26 @@ def test_the_last_line_of_reproduce_toy_compares_verdicts_with_the_committed_one
     assert compare(current, None) == ["4 verdicts written; no committed verdicts (with claim ids) to compare them with"]
     recipe = (RESULTS.parents[1] / "Makefile").read_text().split("reproduce-toy:\n", 1)[1].split("\n\n", 1)[0]
     assert recipe.splitlines()[-1].strip() == "$(PY) -m cmrepro.toy.verdicts"  # the last line of the target
+
+
+def test_mostly_nearest_is_a_share_of_cells_derived_from_the_start_and_the_basin(tmp_path):
+    # x0 = -2 is nearer the flat minimum (escaped = nearest), 2 and 3 nearer the sharp one (stayed = nearest)
+    cells = [(-2, 1), (2, 0), (3, 0)] * 3
+    _write(
+        tmp_path, "t_runs", [dict(optimizer="Adam", run=k, x0=x0, escaped_basin=e) for k, (x0, e) in enumerate(cells)]
+    )
+    share = dict(test="share", setting="Adam", threshold=0.5)
+    registry = Registry(
+        {**MEASURES, "ended_nearest": Measure("ended_nearest", "higher", 0.05, "share nearest")},
+        (Sentence("s", "here", "a sentence", ("nearest",)),),
+        (Claim("nearest", "s", "Figure 5", "mostly nearest", "t_runs", "cells", (Part("ended_nearest", "higher"),),
+               **share),),
+    )  # fmt: skip
+    verdict = _by_id(tmp_path, registry)["nearest"]
+    assert (verdict.verdict, verdict.estimate, verdict.n) == ("supported", 0.5, 9)
+    assert verdict.p == pytest.approx(1 / 512)  # nine of nine cells above one half: 0.5^9
+    flipped = [(x0, 1 - e) for x0, e in cells]
+    _write(
+        tmp_path, "t_runs", [dict(optimizer="Adam", run=k, x0=x0, escaped_basin=e) for k, (x0, e) in enumerate(flipped)]
+    )
+    assert _by_id(tmp_path, registry)["nearest"].verdict == "not supported"

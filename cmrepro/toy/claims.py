@@ -101,6 +101,15 @@ def _setting_column(frame: pd.DataFrame) -> pd.Series:
     return named.where(with_buffer, frame.optimizer)
 
 
+def _derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns a claim tests that follow from the runs' own: ``ended_nearest`` (Figure 5: the run ended
+    in the basin of the minimum of f_s nearer its start x0, the flat one at 0 or the sharp one at 1)."""
+    if {"x0", "escaped_basin"} <= set(frame.columns) and "ended_nearest" not in frame:
+        nearer_flat = frame.x0.abs() < (frame.x0 - 1).abs()
+        frame = frame.assign(ended_nearest=(frame.escaped_basin.astype(bool) == nearer_flat).astype(int))
+    return frame
+
+
 def _read(out: Path, source: str) -> pd.DataFrame:
     path = out / f"{source}.csv"
     if not path.is_file():
@@ -109,6 +118,7 @@ def _read(out: Path, source: str) -> pd.DataFrame:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise NotRun(f"results/toy/{source}.csv is unreadable ({type(error).__name__}); rerun its experiment") from None
+    frame = _derived(frame)
     return frame.assign(setting=_setting_column(frame)) if "optimizer" in frame else frame
 
 
