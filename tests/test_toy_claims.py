@@ -14,6 +14,7 @@ from cmrepro.toy import stats
 from cmrepro.toy.claims import NOT_RUN, claims_frame, evaluate, write_claims
 from cmrepro.toy.experiments import KINDS
 from cmrepro.toy.registry import Claim, Measure, Part, Registry, Sentence, load
+from cmrepro.toy.summary import write_summary
 from cmrepro.toy.verdicts import compare
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "toy"
@@ -310,3 +311,27 @@ def test_mostly_nearest_is_a_share_of_cells_derived_from_the_start_and_the_basin
         tmp_path, "t_runs", [dict(optimizer="Adam", run=k, x0=x0, escaped_basin=e) for k, (x0, e) in enumerate(flipped)]
     )
     assert _by_id(tmp_path, registry)["nearest"].verdict == "not supported"
+
+
+def test_the_toy_readme_quotes_every_sentence_and_shows_the_sensitivity_table(tmp_path):
+    # Figure 7 (left) runs where Adam+CM swings around 0: in the basin at the end, outside 0.25 at the snapshot.
+    rows = [
+        dict(s=s, optimizer=name, run=run, escaped_basin=int(cm), basin_share=float(cm), escaped_snapshot=0,
+             escaped_mean50=int(cm))
+        for s in (1, 2, 3, 5, 10, 100)
+        for run in range(40)
+        for name, cm in (("Adam+CM C=10", True), ("Adam", False), ("Adam+SAM", False), ("Adam+CG C=10", False))
+    ]  # fmt: skip
+    _write(tmp_path, "figure7_left_runs", rows)
+    write_summary(tmp_path, tmp_path)
+    readme = (tmp_path / "README.md").read_text()
+    for sentence in load().sentences:
+        assert f"> {sentence.quote}" in readme
+    table = readme.split("## Escape-rule sensitivity", 1)[1].split("## Across machines", 1)[0]
+    assert "| claim | escaped_basin (primary) | escaped_snapshot | escaped_mean50 | rule-sensitive |" in table
+    assert "| `fig7l.s1.adam` D = 1, s = 1: Adam+CM (C = 10) ends in the flat basin more often than Adam | supported " \
+           "| no difference | supported | **yes** |" in table  # fmt: skip
+    claims = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False).set_index("id")
+    assert claims.loc["fig7l.s1.adam", "rule_sensitive"] in (True, "True")
+    assert claims.loc["fig1.reach.grid.adam", "verdict"] == NOT_RUN
+    assert "not identical bits" in readme

@@ -75,7 +75,9 @@ def _table(ours: pd.DataFrame, table: str) -> str:
     return "\n".join(lines)
 
 
-METHOD = f"""Every claim sentence of Sections 3-4 and Appendix A is an entry of `conf/toy/claims.yaml`, \
+def _method(registry: Registry) -> str:
+    """How the claims are tested, with the registry's minimum effects."""
+    return f"""Every claim sentence of Sections 3-4 and Appendix A is an entry of `conf/toy/claims.yaml`, \
 declared before the results were looked at: the quoted sentence and its place, the runs CSV, the population \
 (seeded uniform starts, a grid of starts, fixed (s, x0) cells, or an exact computation), the settings compared, \
 the measures and the test. A claim is a vector of paired differences, one per run, oriented so that a positive \
@@ -91,7 +93,7 @@ above {ENUMERATE_UP_TO} nonzero differences the exact binomial tail when they sh
 - **Multiplicity.** Holm within each family, one-sided at {LEVEL:.1%}: a family is the paper's figure or table \
 (Figure 7's left and right panels are one family); the support p-values and the "too small" p-values are \
 adjusted separately, and each escape rule has its own pass.
-- **Minimum effects** (per run, in the measure's units): {{effects}}.
+- **Minimum effects** (per run, in the measure's units): {_effects(registry)}.
 - **Verdicts.** **supported**: the mean exceeds 0 (Holm p <= {LEVEL:.1%}) by at least the minimum effect; \
 **negligible**: it exceeds 0 by less; **no difference**: every run tied; **not supported**: the data rule out \
 a mean as large as the minimum effect (a small or a contradicting difference); **inconclusive**: neither. An \
@@ -100,6 +102,7 @@ effect of 0.
 - **Duplicates** are tested once: a sentence that says what another says lists that claim (`same as`); \
 Figure 5 is Figure 17's C = 5 configuration, and Table 5's C = 20, decay 0.99 pair is Table 1's Levy \
 Adam+CM-vs-Adam+CG claim."""
+
 
 ESCAPE = (
     'Primary escape rule: a run of f_s "escaped" (found the flat minimum at the origin, Section 4) when every '
@@ -196,12 +199,12 @@ def write_summary(out: Path, figures: Path) -> None:
         "",
         "Written by `python -m cmrepro.toy` (`make reproduce-toy` runs every experiment). "
         "Configs: `conf/toy/experiment/` (each setting carries the reason it is the paper's); the claims: "
-        "`conf/toy/claims.yaml`; every run's outcome: `results/toy/<experiment>_runs.csv` (Figures 5, 17, 18: "
-        "`results/toy/<figure>.csv`); every verdict: `results/toy/claims.csv`.",
+        "`conf/toy/claims.yaml`; every run's outcome: `results/toy/<experiment>_runs.csv`; every verdict "
+        "(and its verdict under each escape rule): `results/toy/claims.csv`.",
         "",
         "## How the claims are tested",
         "",
-        METHOD.format(effects=_effects(registry)),
+        _method(registry),
         "",
         f"Populations: {populations}.",
         "",
