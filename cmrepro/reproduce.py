@@ -29,9 +29,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from .config_keys import yaml_problem
 from .report.__main__ import main as report_main
 from .report.run_table import load_runs
 from .report.table_report import TABLES
@@ -39,6 +41,7 @@ from .report.table_report import TABLES
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "conf" / "experiment"
 LAUNCHERS = ("local", "joblib", "slurm")
+EXIT_REFUSED = 2  # a config file that cannot be read
 # A smoke grid keeps this many values of the learning rate and one of everything else.
 SMOKE_GRID_LRS = 2
 
@@ -123,8 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every run, e.g. trainer.device=cuda")
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
 
+    try:
+        planned = commands(args)
+    except yaml.YAMLError as error:  # an experiment file of the table is not valid YAML
+        print(f"cmrepro.reproduce: {yaml_problem(error)}", file=sys.stderr)
+        return EXIT_REFUSED
     failed = []
-    for command in commands(args):
+    for command in planned:
         print("+ " + shlex.join(["python", *command[1:]]), flush=True)
         if not args.dry_run and subprocess.run(command, cwd=ROOT).returncode != 0:
             failed.append(command[4][:200])

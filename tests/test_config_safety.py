@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from train_helpers import QUICK, compose_run
 
+from cmrepro import reproduce
 from cmrepro import train as train_entry
 from cmrepro.command_checks import CommandLineError, check_command_line
 from cmrepro.optim import optimizer_from_config
@@ -83,6 +84,19 @@ def test_a_malformed_yaml_file_stops_only_the_commands_that_use_it(conf_copy):
     assert message.startswith(f"{conf_copy / 'experiment' / 'broken.yaml'}, line 3, column 1: not valid YAML (")
     assert message.endswith("; fix the file")
     assert _refusal(["optimizer=typo"], conf_copy).startswith(f"{conf_copy / 'optimizer' / 'typo.yaml'}, line 2")
+
+
+def test_a_malformed_experiment_file_stops_only_the_tables_that_read_it(conf_copy, monkeypatch, capsys):
+    experiments = conf_copy / "experiment"
+    (experiments / "table2" / "best" / "cifar100_broken.yaml").write_text("hydra:\n  sweeper: {params: [\n")
+    monkeypatch.setattr(reproduce, "EXPERIMENTS", experiments)
+    assert reproduce.main(["table2", "--dry-run"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"cmrepro.reproduce: {experiments / 'table2' / 'best' / 'cifar100_broken.yaml'}, line 3, column 1: "
+        "not valid YAML (while parsing a flow node: expected the node content, but found '<stream end>'); fix the file"
+    ]
+    assert reproduce.main(["table3", "--dry-run"]) == 0
 
 
 # ---------------------------------------------------------------- values that cannot run
