@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import compare_runs  # noqa: E402
 import device_checks  # noqa: E402
+import torch  # noqa: E402
 
 
 def dry_run(out: Path, **settings: str) -> subprocess.CompletedProcess:
@@ -92,3 +93,42 @@ def test_compare_runs_finds_the_largest_difference_and_ignores_timings(tmp_path)
     cli = [sys.executable, str(ROOT / "scripts" / "compare_runs.py"), str(first), str(second)]
     assert subprocess.run([*cli, "--rtol", "1e-2"], capture_output=True).returncode == 0
     assert subprocess.run(cli, capture_output=True).returncode == 1
+
+
+def test_the_step_benchmark_waits_once_per_group_of_steps() -> None:
+    """bench_train times steps back to back, as training runs them, not each one waited for."""
+    import bench_train
+
+    waits: list[int] = []
+    steps: list[int] = []
+
+    class Loss:
+        def __float__(self) -> float:
+            waits.append(len(steps))
+            return 0.0
+
+    class Task:
+        def train_step(self, runner, opt, batch, settings):
+            steps.append(1)
+            return Loss()
+
+    seconds = bench_train.pipelined_step_seconds(Task(), None, None, None, None, 12, torch.device("cpu"))
+    assert len(seconds) == bench_train.TIMED_GROUPS == 3 and len(steps) == 12
+    assert waits == [4, 8, 12]  # once after each group of four steps
+
+
+def test_device_results_unpack_into_their_folder_without_links(tmp_path) -> None:
+    import unpack_device_results
+
+    (tmp_path / "made").mkdir()
+    (tmp_path / "made" / "hours_cuda.json").write_text("{}")
+    os.symlink("/etc/passwd", tmp_path / "made" / "planted")
+    archive = tmp_path / "results.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "made" / "hours_cuda.json", arcname="hours_cuda.json")
+        tar.add(tmp_path / "made" / "planted", arcname="planted")
+    into = tmp_path / "results" / "bench" / "device"
+    into.mkdir(parents=True)
+    (into / "stale.json").write_text("{}")
+    assert unpack_device_results.unpack(archive, into) == ["hours_cuda.json"]
+    assert sorted(p.name for p in into.iterdir()) == ["hours_cuda.json"]

@@ -231,9 +231,9 @@ def graphs_compiled(overrides: list[str], run_dir: Path, monkeypatch) -> int:
 
 
 REAL_COMPILE = torch.compile
-TINY_COMPILED = ["dataset=synthetic_image", "model=lamaml_cnn", "model.width=0.125", "dataset.image_size=16", "dataset.batch_size=16",
-                 "dataset.eval_batch_size=16", "trainer.epochs=2", "trainer.lr_milestones=[]", "trainer.progress=false",
-                 "trainer.compile=true", "trainer.checkpoint=false"]  # fmt: skip
+TINY_COMPILED = ["dataset=synthetic_image", "model=lamaml_cnn", "model.width=0.125", "dataset.image_size=16",
+                 "dataset.batch_size=16", "dataset.eval_batch_size=16", "trainer.epochs=2", "trainer.lr_milestones=[]",
+                 "trainer.progress=false", "trainer.compile=true", "trainer.checkpoint=false"]  # fmt: skip
 
 
 def test_uneven_last_batches_do_not_compile_the_model_again(tmp_path, monkeypatch) -> None:
@@ -241,3 +241,56 @@ def test_uneven_last_batches_do_not_compile_the_model_again(tmp_path, monkeypatc
     evaluation, every epoch. Two graphs, the training one and the evaluation one (without
     OneShapeCompiled, four: each mode's is compiled again for the batch of 8)."""
     assert graphs_compiled(["dataset.num_train=40", "dataset.num_val=24"], tmp_path, monkeypatch) == 2
+
+
+# ---------------------------------------------------------------- the supported torch range
+
+
+def test_the_declared_torch_range_holds_the_versions_it_was_tested_on() -> None:
+    """pyproject's torch range covers this machine's build and the GPU machine's (2.11)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    torch_req = next(Requirement(d) for d in project["dependencies"] if Requirement(d).name == "torch")
+    assert Version("2.11.0") in torch_req.specifier and Version(torch.__version__.split("+")[0]) in torch_req.specifier
+
+
+# ---------------------------------------------------------------- on a GPU (make device-checks)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_compiled_ddp_step_on_the_gpu_slurm_gave_this_task(tmp_path) -> None:
+    """One NCCL process whose Slurm local id (3) exceeds its one visible GPU's index: it trains on
+    cuda:0; the compiled DDP runner's steps (a last batch of another size included, run eager)
+    match the plain model's."""
+    from cmrepro.models import ModelSpec, build_model
+
+    torch.manual_seed(0)
+    spec = ModelSpec("classification", num_classes=10, image_size=16)
+    config = {"name": "lamaml_cnn", "channels": 32, "hidden": 64, "conv_layers": 2, "width": 1.0}
+    env = DistEnv(rank=0, world_size=1, local_rank=3, launcher="torchrun")
+    visible = torch.cuda.device_count()
+    device = distributed.cuda_device(env, 1) if visible == 1 else torch.device("cuda", 0)
+    assert device == torch.device("cuda", 0)
+    torch.cuda.set_device(device)
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = build_model(config, spec).to(device)
+        twin = build_model(config, spec).to(device)
+        twin.load_state_dict(model.state_dict())
+        runner, _ = compiled_module.training_modules(model, "default", env, device)
+        assert isinstance(runner.eager, DistributedDataParallel)
+        for size in (16, 16, 8):
+            x = torch.randn(size, 3, 16, 16, device=device)
+            y = torch.randint(0, 10, (size,), device=device)
+            for net, module in ((runner, model), (twin, twin)):
+                module.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(net(x), y).backward()
+            for a, b in zip(model.parameters(), twin.parameters()):
+                torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5)
+        assert runner.batch_sizes == {True: 16}
+    finally:
+        dist.destroy_process_group()
