@@ -17,6 +17,7 @@ rule is "rule-sensitive". A claim whose CSV, column or setting does not exist ye
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,14 @@ class Sources:
     """Each CSV read once; a missing or unreadable one remembered as its reason."""
 
     def __init__(self, out: Path):
-        self.out, self._frames = out, {}
+        self.out, self._frames, self._digests = out, {}, {}
+
+    def digest(self, source: str) -> str:
+        """The CSV's content hash ("" when absent): what a claim's outcome depends on besides the registry."""
+        if source not in self._digests:
+            path = self.out / f"{source}.csv"
+            self._digests[source] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        return self._digests[source]
 
     def __call__(self, source: str) -> pd.DataFrame:
         if source not in self._frames:
@@ -274,21 +282,27 @@ def _computation(claim: Claim, sources: Sources) -> Verdict:
     )  # fmt: skip
 
 
+# Outcomes by claim, columns, minimum effects and the content of the CSVs read: `make reproduce-toy`
+# rewrites results/toy/README.md after each of its experiments, in one process, and only the claims
+# whose CSVs changed are tested again (the tests are deterministic, so a kept outcome is the same).
+_OUTCOMES: dict[tuple, Outcome | NotRun] = {}
+
+
 def evaluate(out: Path, registry: Registry | None = None) -> list[Verdict]:
     """Every claim of the registry, in its order: tested, or "not run" with the reason."""
     registry = registry or load()
     sources = Sources(out)
     all_rules = rules(registry)
-    cache: dict[tuple[str, tuple[str, ...]], Outcome | NotRun] = {}
 
     def outcome(claim: Claim, columns: tuple[str, ...]) -> Outcome | NotRun:
-        key = (claim.id, columns)
-        if key not in cache:
+        effects = tuple(registry.measures[c].min_effect if c in registry.measures else None for c in columns)
+        key = (claim, columns, effects, tuple(sources.digest(s) for s in claim.sources))
+        if key not in _OUTCOMES:
             try:
-                cache[key] = _outcome(claim, columns, registry, sources)
+                _OUTCOMES[key] = _outcome(claim, columns, registry, sources)
             except NotRun as reason:
-                cache[key] = reason
-        return cache[key]
+                _OUTCOMES[key] = reason
+        return _OUTCOMES[key]
 
     tested = [c for c in registry.claims if c.test != "computation"]
     families = {c.family: [d for d in tested if d.family == c.family] for c in tested}
