@@ -168,28 +168,48 @@ def test_cifar_fixtures_are_what_torchvision_reads(tmp_path: Path, monkeypatch, 
 
 
 def test_download_is_skipped_when_the_files_are_there(tmp_path: Path, monkeypatch) -> None:
-    import torchvision.datasets.utils as tv_utils
+    import cmrepro.data.prepare as prepare_module
 
     def no_network(*args, **kwargs):
         raise AssertionError("download attempted")
 
-    monkeypatch.setattr(tv_utils, "download_and_extract_archive", no_network)
+    monkeypatch.setattr(prepare_module, "prepare", no_network)
     data_fixtures.write_cifar10(tmp_path, n_train=40, n_test=4)
     assert build_data(cifar_cfg(tmp_path, download=True), seed=0).num_classes == 10
 
 
-def test_failed_download_raises_data_error(tmp_path: Path, monkeypatch) -> None:
-    import urllib.error
+def test_download_true_fetches_as_prepare_does_into_the_data_directory(tmp_path: Path, monkeypatch) -> None:
+    """dataset.download=true goes through `python -m cmrepro.data prepare` (digests, no write
+    through a planted link, stalled servers left), not torchvision's downloader."""
+    import cmrepro.data.prepare as prepare_module
 
-    import torchvision.datasets.utils as tv_utils
+    calls = []
+
+    def fake_prepare(name, data_dir, **kwargs):
+        calls.append((name, data_dir))
+        data_fixtures.write_cifar10(data_dir / "cifar10", n_train=40, n_test=4)
+        return "cifar10: ok"
+
+    monkeypatch.setattr(prepare_module, "prepare", fake_prepare)
+    assert build_data(cifar_cfg(tmp_path / "cifar10", download=True), seed=0).num_classes == 10
+    assert calls == [("cifar10", tmp_path)]
+
+
+def test_failed_download_raises_data_error(tmp_path: Path, monkeypatch) -> None:
+    import cmrepro.data.prepare as prepare_module
+    from cmrepro.data.fetch import FetchError
 
     def no_network(*args, **kwargs):
-        raise urllib.error.URLError("Temporary failure in name resolution\n(no network)")
+        raise FetchError("cifar10: https://www.cs.toronto.edu/...: URLError: Temporary failure in name resolution")
 
-    monkeypatch.setattr(tv_utils, "download_and_extract_archive", no_network)
+    monkeypatch.setattr(prepare_module, "prepare", no_network)
     with pytest.raises(DataError) as excinfo:
-        build_data(cifar_cfg(tmp_path, download=True), seed=0)
-    assert_one_line_error(excinfo, tmp_path / "cifar-10-batches-py", "download", "URLError")
+        build_data(cifar_cfg(tmp_path / "cifar10", download=True), seed=0)
+    assert_one_line_error(excinfo, tmp_path / "cifar10" / "cifar-10-batches-py", "download", "URLError")
+    # elsewhere than <data directory>/cifar10 nothing is fetched: prepare names where it would go
+    with pytest.raises(DataError) as excinfo:
+        build_data(cifar_cfg(tmp_path / "mine", download=True), seed=0)
+    assert_one_line_error(excinfo, "<data directory>/cifar10", "python -m cmrepro.data prepare cifar10")
 
 
 # ---------------------------------------------------------------- ImageNet

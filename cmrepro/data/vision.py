@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import pickle
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,20 +123,23 @@ def check_cifar_files(fmt: CifarFormat, root: Path) -> Path:
 
 
 def download_cifar(fmt: CifarFormat, root: Path) -> None:
-    """Fetch and extract the CIFAR archive into ``root`` with torchvision; DataError on failure."""
-    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
-    from torchvision.datasets import CIFAR100 as TorchvisionCIFAR100
-    from torchvision.datasets.utils import download_and_extract_archive
+    """``dataset.download=true``: fetch and unpack the CIFAR archive into ``root`` the way
+    ``python -m cmrepro.data prepare`` does (its digest checked, no write through a link planted in
+    the data directory, a stalled server left); DataError on failure. ``root`` must be the
+    dataset's folder of a data directory (``<data_dir>/cifar10``), where prepare puts it."""
+    from .fetch import FetchError
+    from .prepare import prepare
+    from .sources import sources
 
-    # Only the download helper and the class's URL/checksum: torchvision's dataset
-    # classes would also md5-check and load everything, which we do ourselves.
-    source = TorchvisionCIFAR10 if fmt is CIFAR10 else TorchvisionCIFAR100
+    folder_name = sources()[fmt.name].folder
+    if root.name != folder_name:
+        found = f"no files, and dataset.download=true unpacks only into <data directory>/{folder_name}"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, prepare_command(fmt.name, root))
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        download_and_extract_archive(source.url, str(root), filename=source.filename, md5=source.tgz_md5)
-    except Exception as exc:  # any failure (network, disk, checksum) means no data
-        found = f"no files, and the download from {source.url} failed ({type(exc).__name__}: {exc})"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, f"download from {CIFAR_URL} into {root}") from exc
+        prepare(fmt.name, root.parent, say=lambda line: print(f"cmrepro: {line}", file=sys.stderr))
+    except (FetchError, DataError) as error:
+        found = f"no files, and the download failed ({error})"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, f"download from {CIFAR_URL} into {root}") from None
 
 
 # What the real CIFAR pickles name, and nothing else: numpy arrays (rebuilt by numpy's own
