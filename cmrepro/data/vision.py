@@ -138,8 +138,8 @@ def download_cifar(fmt: CifarFormat, root: Path) -> None:
     try:
         prepare(fmt.name, root.parent, say=lambda line: print(f"cmrepro: {line}", file=sys.stderr))
     except (FetchError, DataError) as error:
-        found = f"no files, and the download failed ({error})"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, f"download from {CIFAR_URL} into {root}") from None
+        found, how = f"no files, and the download failed ({error})", f"download from {CIFAR_URL} into {root}"
+        raise data_error(fmt.name, _cifar_expected(fmt, root), found, how) from None
 
 
 # What the real CIFAR pickles name, and nothing else: numpy arrays (rebuilt by numpy's own
