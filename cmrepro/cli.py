@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from pathlib import Path
+from unittest.mock import patch
 
 # Set to 1 for the whole traceback behind a one-line error (the device check sets it): the
 # first failure on a machine held for minutes must be diagnosable from its log alone.
@@ -57,19 +57,6 @@ def unwritable_directory(path: Path) -> Path | None:
     return None if os.access(existing, os.W_OK | os.X_OK) else existing
 
 
-@contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-
-
 def run_sweep(hydra_main: Callable[[], None]) -> str | None:
     """Run the Hydra multirun ``hydra_main``; None once its launcher has returned, or one line when
     its pool of worker processes broke: a worker died (SIGKILL from the out-of-memory killer, a
@@ -77,14 +64,15 @@ def run_sweep(hydra_main: Callable[[], None]) -> str | None:
     and starts no more. The sweep's summary then names the jobs left without an outcome.
 
     Hydra would print the launcher's error as a traceback and exit; HYDRA_FULL_ERROR=1 lets it
-    through to here instead (it changes nothing else: jobs report their own errors).
+    through to here instead (any other error of the sweep, a bug, then shows its whole traceback).
     """
-    with _environment("HYDRA_FULL_ERROR", "1"):
+    with patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):  # restored after
         try:
             hydra_main()
         except BrokenProcessPool as error:
             # loky's message: what happened, then the dead workers' exit codes ({SIGKILL(-9)}).
             lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-            said = " ".join([lines[0].split(". ")[0].rstrip(".") + "."] + [l for l in lines if "exit codes" in l])
+            codes = [line for line in lines if "exit codes" in line]
+            said = " ".join([lines[0].split(". ")[0].rstrip(".") + ".", *codes])
             return f"the sweep stopped: a worker process died ({said}); joblib ended the jobs of its other workers"
     return None

@@ -112,9 +112,9 @@ def check_path_components(overrides: list, conf_dir: Path) -> None:
             continue
         is_group = (conf_dir / override.key_or_group).is_dir()
         for line in job_lines(override):
-            parts = line.split("/")
+            value = line.partition("=")[2]
+            parts = value.split("/")
             if (len(parts) > 1 and not is_group) or any(part in ("..", ".") for part in parts):
-                value = line.partition("=")[2]
                 must = "an option under conf/ without '..'" if is_group else "free of '/' and '..'"
                 raise CommandLineError(
                     f"invalid {override.key_or_group}: {value!r} (must be {must}: it becomes part of "

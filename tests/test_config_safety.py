@@ -48,6 +48,7 @@ def conf_copy(tmp_path):
     [
         (["benchmark.table=../../../../../x"], "benchmark.table", "../../../../../x"),
         (["+benchmark.note=a/b"], "benchmark.note", "a/b"),
+        (["benchmark.table=.."], "benchmark.table", ".."),
         (["-m", "seed=0,1", "benchmark.table=table2,../x"], "benchmark.table", "../x"),  # not the first job's
         (["experiment=table2/../table2/best/cifar100_adam"], "experiment", "table2/../table2/best/cifar100_adam"),
     ],

@@ -34,7 +34,8 @@ def _torchrun(args: list[str], env: dict | None = None) -> subprocess.CompletedP
 def test_sigterm_to_one_rank_at_an_epoch_boundary_stops_both_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
     args = [*RUN, f"run_dir={run_dir}"]
-    signalled = {"CMREPRO_SIGNAL_AT_STEP": "3:TERM", "CMREPRO_SIGNAL_RANK": "1"}  # rank 1 alone, after epoch 1's last step
+    # Rank 1 alone, after the last step of epoch 1.
+    signalled = {"CMREPRO_SIGNAL_AT_STEP": "3:TERM", "CMREPRO_SIGNAL_RANK": "1"}
     stopped = _torchrun(args, env=signalled)
     assert stopped.returncode != 0
     assert stopped.stderr.count("SIGTERM received") == 1, stopped.stderr[-3000:]

@@ -18,8 +18,8 @@ from cmrepro.train import CONF_DIR
 # Three tiny runs (3 steps an epoch) on two workers: the third job waits for a free worker.
 SWEEP = ["-m", "dataset=synthetic_image", "model.width=0.125", "dataset.num_train=48", "dataset.num_val=16",
          "dataset.image_size=16", "dataset.batch_size=16", "dataset.eval_batch_size=8", "dataset.num_workers=0",
-         "trainer.epochs=1", "trainer.lr_milestones=[]", "trainer.progress=false", "trainer.device=cpu", "optimizer=adam", "seed=0,1,2",
-         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]  # fmt: skip
+         "trainer.epochs=1", "trainer.lr_milestones=[]", "trainer.progress=false", "trainer.device=cpu",
+         "optimizer=adam", "seed=0,1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]  # fmt: skip
 
 
 def _statuses(output_dir) -> dict[str, str]:
@@ -35,7 +35,9 @@ def test_a_worker_killed_by_sigkill_ends_the_sweep_with_its_jobs_named_and_a_rer
     assert killed.returncode == 1
     assert "Traceback" not in killed.stderr, killed.stderr[-3000:]
     assert "cmrepro.train: the sweep stopped: a worker process died (" in killed.stderr
-    assert "The exit codes of the workers are {SIGKILL(-9)}); joblib ended the jobs of its other workers" in killed.stderr
+    assert (
+        "The exit codes of the workers are {SIGKILL(-9)}); joblib ended the jobs of its other workers" in killed.stderr
+    )
     assert "sweep: 0 jobs recorded: none" in killed.stderr
     for job in range(3):
         assert f"  job {job} no outcome (killed, or never started): seed={job}\n" in killed.stderr

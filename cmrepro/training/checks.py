@@ -145,7 +145,7 @@ def resolved_config(cfg: DictConfig) -> dict:
         for part in str(error.full_key).split("."):
             raw = raw.get(part) if isinstance(raw, Mapping) else raw
         # OmegaConf's first line, less its "KeyError raised while resolving interpolation:" preamble.
-        reason = re.sub(r"^.*resolving interpolation: ", "", str(error).splitlines()[0]).strip("\"")
+        reason = re.sub(r"^.*resolving interpolation: ", "", str(error).splitlines()[0]).strip('"')
         raise ConfigError(
             f"cannot resolve {error.full_key}: {raw!r} ({reason}); "
             f"set the variable it reads, or give {error.full_key} a value on the command line"
