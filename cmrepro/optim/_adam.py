@@ -29,11 +29,17 @@ class CriticalAdam(CriticalOptimizer):
         decay: float = 0.7,
         topC: int | None = None,
         *,
-        foreach: bool = True,
+        foreach: bool | None = None,
         buffer_dtype: torch.dtype | None = None,
         fused: bool | None = None,
         decoupled_weight_decay: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        **unknown,
     ) -> None:
+        if unknown:  # named here: Python would name this shared constructor, not the class the user called
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {next(iter(unknown))!r}")
         defaults = dict(
             lr=lr,
             betas=betas,
@@ -47,6 +53,9 @@ class CriticalAdam(CriticalOptimizer):
             decoupled_weight_decay=(
                 type(self).decoupled_weight_decay if decoupled_weight_decay is None else decoupled_weight_decay
             ),
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
         )
         super().__init__(params, defaults)
 
@@ -68,7 +77,7 @@ def adam_update(numerator: Tensor, exp_avg_sq: Tensor, state: RuleState, group: 
     from the step counter tensor, on the device: no host synchronisation,
     safe under CUDA-graph capture.
     """
-    if group["lr"] == 0:  # the folded step size would divide by zero
+    if not isinstance(group["lr"], Tensor) and group["lr"] == 0:  # the folded step size would divide by zero
         return None
     inverse_step, scale, offset = bias_corrections(state, group, exp_avg_sq.dtype)
     return numerator, exp_avg_sq.sqrt().mul_(scale).add_(offset)
@@ -78,12 +87,19 @@ def bias_corrections(state: RuleState, group: dict, dtype) -> tuple[Tensor, Tens
     """``(1 / step_size, scale, offset)`` with ``denominator = sqrt(v) * scale + offset``, once per step.
 
     ``step_size = lr / (1 - beta1^t)``; ``scale = 1 / (step_size sqrt(1 - beta2^t))``;
-    ``offset = eps / step_size``.
+    ``offset = eps / step_size``. A tensor ``lr`` of 0 (not known on the host) gives
+    ``scale = 0`` and ``offset = inf``: the denominator is ``inf`` and the parameter
+    does not move, bit for bit, as with a Python 0.
     """
     if "adam" not in state.memo:
         beta1, beta2 = group["betas"]
         t = state.t.to(dtype)
-        inverse_step = (1 - beta1**t) / group["lr"]
+        lr = group["lr"]
+        inverse_step = (1 - beta1**t) / lr
         scale = inverse_step / (1 - beta2**t).sqrt()
-        state.memo["adam"] = (inverse_step, scale, inverse_step * group["eps"])
+        offset = inverse_step * group["eps"]
+        if isinstance(lr, Tensor):
+            moves = lr.to(t.device) > 0
+            scale, offset = torch.where(moves, scale, 0.0), torch.where(moves, offset, torch.inf)
+        state.memo["adam"] = (inverse_step, scale, offset)
     return state.memo["adam"]

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from itertools import chain
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._state import BUFFER_ENTRIES, FlatBucket, bucket_key, key_dtype
+from ._state import BUFFER_ENTRIES, BucketState, FlatBucket, bucket_key, key_dtype, real_view
 from .buffer import CriticalBuffer, priority_key
 from .diagnostics import BufferDiagnostics
 from .flat_grads import flat_grads, flat_params
@@ -28,6 +27,7 @@ from .fused import check_fused, fused_step, hyper_tensor
 from .fused_rules import rule_for
 from .group_packing import GroupPacking
 from .rule_state import RuleState
+from .torch_flags import check_torch_flags, uses_foreach
 
 
 class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
@@ -47,8 +47,10 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
 
     def __init__(self, params, defaults: dict) -> None:
         defaults.setdefault("fused", None)  # None/False: the eager multi-tensor path (cmrepro.optim.fused)
-        super().__init__(params, defaults)
+        for flag in ("maximize", "capturable", "differentiable"):  # torch.optim's flags (.torch_flags)
+            defaults.setdefault(flag, False)
         self._buckets: dict[int, tuple[dict, dict]] = {}
+        super().__init__(params, defaults)
 
     # ---- what a variant defines -------------------------------------------------
     def moment_names(self, group: dict) -> tuple[str, ...]:
@@ -77,6 +79,7 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._follow_user_changes()
         fused = self._fused_sets()
         for groups, bucket in fused:
             self._step_fused(groups, bucket)
@@ -93,12 +96,12 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
         for p in params:
             if p.grad.is_sparse:
                 raise ValueError(f"invalid grad: sparse gradients are not supported by {type(self).__name__}")
-        key = priority_key([p.grad for p in params], key_dtype(group))
+        key = priority_key([real_view(p.grad) for p in params], key_dtype(group))
         for bucket, stepping, new in self._buckets_for(group, params):
-            bucket_key_value = key.to(bucket.device, non_blocking=True)
+            bucket_key_value = key_on(bucket.device, key)
             if len(stepping) < len(bucket.params):
                 bucket.lockstep = False
-            if group["foreach"] and bucket.flattenable:
+            if uses_foreach(group) and bucket.flattenable:
                 # In lockstep every parameter of the bucket is new or none is.
                 if group["fused"]:
                     self._step_bucket_fused(group, bucket, bucket_key_value, first=bool(new))
@@ -128,6 +131,8 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
         if first:  # once per bucket: not worth a compiled variant of its own
             self._step_bucket(group, bucket, key, first=True)
             return
+        if group["maximize"]:
+            grad = grad.neg()
         buffer = self._begin(bucket.step, bucket.critical_buffer(), key)
         hyper = hyper_tensor(bucket, group, self._decoupled(group))
         fused_step(rule_for(type(self)), bucket, param, grad, buffer.decision, hyper)
@@ -140,7 +145,8 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
         buffer = CriticalBuffer(s["buffer"], s["buffer_sum"], s["keys"], s["count"], s["insertions"])
         buffer = self._begin(s["step"], buffer, key)
         state = RuleState(s["step"], {name: s[name] for name in self.moment_names(group)}, buffer)
-        self._move(group, state, [p], p.grad, p if self._needs_theta(group) else None, first)
+        theta = real_view(p)
+        self._move(group, state, [theta], real_view(p.grad), theta if self._needs_theta(group) else None, first)
         self._finish(group, buffer, key)
 
     @staticmethod
@@ -155,6 +161,8 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
         lr, weight_decay = group["lr"], group["weight_decay"]
         if weight_decay and self._decoupled(group):
             torch._foreach_mul_(params, 1 - lr * weight_decay)
+        if group["maximize"]:
+            grad = torch.neg(grad)
         update = self.direction(group, state, grad, theta, first)
         if update is None:
             return
@@ -176,6 +184,36 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
         return group.get("decoupled_weight_decay", self.decoupled_weight_decay)
 
     # ---- state creation ---------------------------------------------------------------
+    def _follow_user_changes(self) -> None:
+        """Catch up, before a step, with what users do to parameters and state between steps.
+
+        A parameter whose ``.data`` was replaced gets fresh views (or, if its dtype,
+        device or size changed, a re-packed bucket); ``optimizer.state`` that was
+        cleared, reassigned or edited is re-packed from what it holds now, so
+        parameters without state start afresh, as in ``torch.optim``. The check
+        compares host pointers and dict identities: no device read. Re-packing
+        reads step counters on the host, once.
+        """
+        buckets = {id(b): b for _, per_group in self._buckets.values() for b in per_group.values()}
+        for bucket in buckets.values():
+            if bucket.stale(self.state) or (bucket.moved() and not bucket.same_layout()):
+                self._rebuild_buckets()
+                return
+            if bucket.moved():
+                bucket.forget_views()
+
+    def resync_running_sums(self) -> None:
+        """Recompute every buffer's running sum from its stored elements.
+
+        ``step()`` does this every ``RESYNC_EVERY`` steps of a parameter; a step
+        replayed from a CUDA graph does not (replay runs kernels, not the host
+        bookkeeping that counts steps), so call this, outside the graph, every
+        thousand replays or so.
+        """
+        for _, per_group in self._buckets.values():
+            for bucket in per_group.values():
+                bucket.resync()
+
     def _buckets_for(self, group: dict, params: list[Tensor]) -> Iterator[tuple[FlatBucket, list[Tensor], set[int]]]:
         """Yield ``(bucket, its stepping params, ids of those stepping for the first time)``.
 
@@ -210,14 +248,13 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
             params,
             self.moment_names(group),
             group["topC"],
-            group["buffer_dtype"] or params[0].dtype,
+            group["buffer_dtype"] or real_view(params[0]).dtype,
             key_dtype(group),
         )
-        for i, p in enumerate(params):
-            if i < len(host_steps):
-                bucket.load_param_state(i, self.state[p])
-                bucket.host_steps[i] = host_steps[i]
-            self.state[p] = bucket.param_state(i)
+        for i, steps in enumerate(host_steps):
+            bucket.load_param_state(i, self.state[params[i]])
+            bucket.host_steps[i] = steps
+        bucket.publish(self.state)
         return bucket
 
     def _group_buckets(self, group: dict) -> dict:
@@ -243,35 +280,40 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
                 buckets[where].lockstep = buckets[where].shares_history()
 
     # ---- persistence ---------------------------------------------------------------------
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restore every counter, moment, buffer and key, then re-pack the buckets.
+    # torch.optim.Optimizer.load_state_dict runs the load hooks and ends in __setstate__,
+    # which re-packs: every counter, moment, buffer and key is copied into fresh flat
+    # storage in the optimizer's own dtypes (keys, integer counters, ``buffer_dtype``)
+    # and on each parameter's device, so a state saved on one device loads on another.
 
-        The per-parameter tensors are copied into fresh flat storage in the
-        optimizer's own dtypes (keys, integer counters, ``buffer_dtype``) and on
-        each parameter's device, so a state saved on one device loads on another.
-        """
-        saved_groups = state_dict["param_groups"]
-        super().load_state_dict({"state": {}, "param_groups": saved_groups})
-        ids = chain.from_iterable(g["params"] for g in saved_groups)
-        params = chain.from_iterable(g["params"] for g in self.param_groups)
-        by_id = dict(zip(ids, params))
-        for index, saved in state_dict["state"].items():
-            missing = [name for name in BUFFER_ENTRIES if name not in saved]
-            if missing:
-                raise ValueError(f"state_dict is not from a {type(self).__name__}: parameter {index} lacks {missing}")
-            self.state[by_id[index]] = dict(saved)
-        self._rebuild_buckets()
+    def state_dict(self) -> dict:
+        """``torch.optim.Optimizer.state_dict``, with each parameter's state as a plain dict."""
+        saved = super().state_dict()
+        saved["state"] = {k: dict(v) if isinstance(v, BucketState) else v for k, v in saved["state"].items()}
+        return saved
 
     def __setstate__(self, state: dict) -> None:
+        for key, saved in state["state"].items():  # before anything changes: a foreign state is refused whole
+            if not isinstance(key, Tensor) or not saved:
+                continue  # a non-parameter entry is kept as it is, as torch does
+            missing = [name for name in BUFFER_ENTRIES if name not in saved]
+            if missing:
+                raise ValueError(
+                    f"state_dict is not from a {type(self).__name__}: the state of a parameter of shape "
+                    f"{tuple(key.shape)} lacks {missing}"
+                )
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", True)
             group.setdefault("buffer_dtype", None)
             group.setdefault("fused", None)
+            group.setdefault("maximize", False)
+            group.setdefault("capturable", False)
+            group.setdefault("differentiable", False)
         self._rebuild_buckets()
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
+        check_torch_flags(type(self), self.param_groups[-1])
         self._check_group(self.param_groups[-1])
         check_fused(type(self), rule_for(type(self)), self.param_groups[-1])
         decoupled = self._decoupled(self.param_groups[-1])
@@ -280,6 +322,17 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
 
     def _check_group(self, group: dict) -> None:
         """Validate one group's hyperparameters (called for every group)."""
+
+
+def key_on(device: torch.device, key: Tensor) -> Tensor:
+    """The priority key on a bucket's device.
+
+    To an accelerator the copy is asynchronous, ordered on its stream before the
+    kernels that read it. To the host it blocks: the host reads the decision made
+    from it (a CPU bucket in a group whose first gradient is on a GPU), and an
+    asynchronous copy could be read before it lands.
+    """
+    return key.to(device, non_blocking=device.type != "cpu")
 
 
 def _pieces(flat: Tensor, params: list[Tensor]) -> list[Tensor] | tuple[Tensor, ...]:

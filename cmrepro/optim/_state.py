@@ -40,6 +40,48 @@ RESYNC_EVERY = 1024
 BUFFER_PAD = 6
 
 
+def real_view(tensor: Tensor) -> Tensor:
+    """What the optimizer computes on: a complex tensor as ``torch.view_as_real`` (a view), else itself.
+
+    Detached, so that in-place updates of the views are not autograd events of the
+    parameter (``torch.compile`` refuses views made under ``no_grad`` of a tensor
+    that requires grad).
+    """
+    tensor = tensor.detach()
+    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
+
+
+class BucketState(dict):
+    """``optimizer.state[p]`` of a parameter in a bucket: views of the flat storage.
+
+    It notes any change of its entries (``state[p]["exp_avg"] = t``, ``del``,
+    ``update``...), so that the next step copies the new values into the bucket
+    (:meth:`FlatBucket.stale`). It pickles and deep-copies as a plain dict.
+    """
+
+    edited = False
+
+    def _edit(method):
+        def edit(self, *args, **kwargs):
+            self.edited = True
+            return method(self, *args, **kwargs)
+
+        return edit
+
+    __setitem__ = _edit(dict.__setitem__)
+    __delitem__ = _edit(dict.__delitem__)
+    __ior__ = _edit(dict.__ior__)
+    update = _edit(dict.update)
+    setdefault = _edit(dict.setdefault)
+    pop = _edit(dict.pop)
+    popitem = _edit(dict.popitem)
+    clear = _edit(dict.clear)
+    del _edit
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
 @dataclass(frozen=True)
 class Chunk:
     """Flat coordinates ``[start, stop)`` of a bucket and the parameter pieces covering them."""
@@ -94,9 +136,11 @@ class FlatBucket:
         key_dtype: torch.dtype,
     ) -> None:
         self.params = list(params)
-        self.sizes = [p.numel() for p in self.params]
+        reals = [real_view(p) for p in self.params]
+        self.sizes = [r.numel() for r in reals]
         self._indices = {id(p): i for i, p in enumerate(self.params)}
-        first = self.params[0]
+        self.where = bucket_key(self.params[0])
+        first = reals[0]
         device, dtype = first.device, first.dtype
         n, count = sum(self.sizes), len(self.params)
         zeros = dict(device=device)
@@ -118,13 +162,17 @@ class FlatBucket:
         # same steps: then their keys, counts and steps are equal and the
         # bucket can be updated as one tensor. Host-side knowledge only.
         self.lockstep = True
-        self.contiguous = all(p.is_contiguous() for p in self.params)
+        self.contiguous = all(r.is_contiguous() for r in reals)
         self.chunks = plan_chunks(self.sizes, CPU_CHUNK_ELEMENTS if device.type == "cpu" else n)
         # Set by fuse() when the bucket holds several param groups.
         self.fused: tuple[int, ...] | None = None
         self.group_of_row: Tensor | None = None
         self.row_of_element: Tensor | None = None
         self._chunk_views: list[ChunkViews] | None = None
+        # Where each parameter's data lay when the views were made, and the dicts
+        # this bucket put in optimizer.state (see stale()).
+        self.param_ptrs = [p.data_ptr() for p in self.params]
+        self.published: list[BucketState] = []
         # Fused groups only (fused=True): the flat parameters and gradients
         # (cmrepro.optim.flat_grads) and the hyperparameters as a device tensor
         # with the values it was made from (cmrepro.optim.fused).
@@ -160,10 +208,11 @@ class FlatBucket:
         Built once per bucket: a step then only slices the gradients.
         """
         if self._chunk_views is None:
+            flat = [real_view(p).view(-1) for p in self.params]
             self._chunk_views = [
                 ChunkViews(
                     chunk,
-                    [self.params[i].view(-1)[a:b] for i, a, b in chunk.pieces],
+                    [flat[i][a:b] for i, a, b in chunk.pieces],
                     {name: m[chunk.start : chunk.stop] for name, m in self.moments.items()},
                     self.buffer[:, chunk.start : chunk.stop],
                     self.total[chunk.start : chunk.stop],
@@ -173,19 +222,49 @@ class FlatBucket:
         return self._chunk_views
 
     def forget_views(self) -> None:
-        """Drop the cached chunk views: a parameter's storage moved (flat storage adopted it)."""
+        """Drop the cached chunk views: a parameter's storage moved (``p.data = ...``, flat storage adopted it)."""
         self._chunk_views = None
+        self.param_ptrs = [p.data_ptr() for p in self.params]
+
+    def moved(self) -> bool:
+        """Whether a parameter's data moved since the views were made (``p.data = ...``,
+        ``vector_to_parameters``, ``model.double().float()``).
+
+        Pointers on the host, no device read. The cached views keep the old storage
+        alive, so a replaced tensor cannot reuse its address.
+        """
+        return list(map(Tensor.data_ptr, self.params)) != self.param_ptrs
+
+    def same_layout(self) -> bool:
+        """Whether every parameter still has the size, dtype, device and contiguity the bucket was built for."""
+        reals = [real_view(p) for p in self.params]
+        return (
+            [r.numel() for r in reals] == self.sizes
+            and all(bucket_key(p) == self.where for p in self.params)
+            and all(r.is_contiguous() for r in reals) == self.contiguous
+        )
+
+    def publish(self, state: dict) -> None:
+        """Put each parameter's views in ``optimizer.state``, remembering the dicts."""
+        self.published = [BucketState(self.param_state(i)) for i in range(len(self.params))]
+        for p, entry in zip(self.params, self.published):
+            state[p] = entry
+
+    def stale(self, state: dict) -> bool:
+        """Whether ``optimizer.state`` no longer holds this bucket's views: cleared,
+        reassigned, a parameter's entry deleted or replaced, or one of its tensors replaced."""
+        return any(state.get(p) is not entry or entry.edited for p, entry in zip(self.params, self.published))
 
     def chunk_grad(self, chunk: Chunk) -> Tensor:
         """The gradient over ``chunk``: a view inside one parameter, a small copy across several."""
-        grads = [self.params[i].grad.reshape(-1)[a:b] for i, a, b in chunk.pieces]
+        grads = [real_view(self.params[i].grad).reshape(-1)[a:b] for i, a, b in chunk.pieces]
         return grads[0] if len(grads) == 1 else torch.cat(grads)
 
     def param_state(self, index: int) -> dict[str, Tensor]:
         """The views that make up ``optimizer.state[params[index]]``."""
         start = sum(self.sizes[:index])
         stop = start + self.sizes[index]
-        shape = self.params[index].shape
+        shape = real_view(self.params[index]).shape
         state = {name: flat[start:stop].view(shape) for name, flat in self.moments.items()}
         state.update(
             step=self.step[index],
@@ -208,8 +287,9 @@ class FlatBucket:
             if name not in saved:
                 raise ValueError(
                     f"saved optimizer state lacks {name!r} for a parameter of shape {tuple(self.params[index].shape)}"
+                    " (is it another optimizer's state?)"
                 )
-            value = saved[name]
+            value = torch.as_tensor(saved[name])  # a Python number (say, a step saved as a float) too
             if value.shape != view.shape:
                 raise ValueError(
                     f"saved optimizer state {name!r} has shape {tuple(value.shape)}, expected {tuple(view.shape)}"
@@ -221,13 +301,22 @@ class FlatBucket:
         indices = range(len(self.params)) if index is None else [index]
         for i in indices:
             self.host_steps[i] += 1
+        if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            # A CUDA graph replays kernels, not this bookkeeping: a resync captured here would
+            # run on every replay, and none would run when due. Under replay the sums are
+            # resynchronised by calling resync() (CriticalOptimizer.resync_running_sums) outside the graph.
+            return
         due = [i for i in indices if self.host_steps[i] % RESYNC_EVERY == 0]
         if index is None and len(due) == len(self.params):
-            torch.sum(self.buffer, dim=0, dtype=self.total.dtype, out=self.total)
+            self.resync()
             return
         for i in due:
             state = self.param_state(i)
             torch.sum(state["buffer"], dim=0, dtype=self.total.dtype, out=state["buffer_sum"])
+
+    def resync(self) -> None:
+        """Recompute every running sum from the stored elements (drops the rounding drift)."""
+        torch.sum(self.buffer, dim=0, dtype=self.total.dtype, out=self.total)
 
     def shares_history(self) -> bool:
         """Whether all parameters have equal steps, counts and keys.

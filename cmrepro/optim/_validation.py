@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from torch import Tensor
+
 from ..validation import check, is_integer, is_number
 
 
@@ -39,9 +41,19 @@ def check_capacity(value: object) -> None:
     check(is_integer(value) and value >= 1, "topC", value, "a positive integer")
 
 
+def check_learning_rate(lr: object) -> None:
+    """A number >= 0, or a one-element floating tensor >= 0 (read once, here, as torch.optim.Adam does)."""
+    if not isinstance(lr, Tensor):
+        check_non_negative("lr", lr)
+        return
+    must = "a one-element floating tensor >= 0"
+    check(lr.numel() == 1 and lr.is_floating_point(), "lr", lr, must)
+    check(bool(math.isfinite(float(lr)) and float(lr) >= 0), "lr", lr, must)
+
+
 def check_critical(lr, weight_decay, decay, topC) -> None:
     """Checks common to every critical-buffer optimizer."""
-    check_non_negative("lr", lr)
+    check_learning_rate(lr)
     check_non_negative("weight_decay", weight_decay)
     check_unit_interval("decay", decay, closed=True)
     check_capacity(topC)

@@ -105,13 +105,18 @@ def check_fused(optimizer_class: type, rule: FusedRule | None, group: dict) -> N
     name = optimizer_class.__name__
     if fused is not True:
         raise ValueError(f"invalid fused: {fused!r} (must be True, False or None)")
-    if not group["foreach"]:
+    if group["foreach"] is False:
         raise ValueError(
             f"invalid fused=True with foreach=False for {name}: the fused step is a multi-tensor path; drop one"
         )
     if rule is None:
         raise ValueError(
             f"invalid fused=True for {name}: its direction() has no rule in cmrepro.optim.fused_rules; use fused=False"
+        )
+    if any(p.is_complex() for p in group["params"]):
+        raise ValueError(
+            f"invalid fused=True for complex parameters in {name}: the fused step compiles real dtypes "
+            "(torch.optim.Adam(fused=True) refuses them too); use fused=False, which steps them as view_as_real"
         )
     devices = sorted({p.device.type for p in group["params"]} - {"cpu", "cuda"})
     if devices:
@@ -121,7 +126,15 @@ def check_fused(optimizer_class: type, rule: FusedRule | None, group: dict) -> N
 
 
 def hyper_tensor(bucket, group: dict, decoupled: bool) -> Tensor:
-    """The group's hyperparameters as one float64 tensor on the bucket's device, rebuilt only when they change."""
+    """The group's hyperparameters as one float64 tensor on the bucket's device.
+
+    Always the same tensor for a bucket, written in place: a CUDA graph captured
+    around the step reads it at its address, so a new value must land there.
+    Python numbers are written when they change, copied from the host without a
+    synchronisation. A tensor ``lr`` is copied on the device on every step, in the
+    graph too: a replay then reads it as it is now (``lr.fill_(x)``, as torch's
+    schedulers do for tensor learning rates).
+    """
     weight_decay = group["weight_decay"]
     betas = group.get("betas", (0.0, 0.0))
     values = dict(
@@ -134,15 +147,19 @@ def hyper_tensor(bucket, group: dict, decoupled: bool) -> Tensor:
         momentum=group.get("momentum", 0.0),
         dampening=group.get("dampening", 0.0),
     )
-    key = tuple(float(values[name]) for name in HYPER)
-    cached = bucket.fused_hyper
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    host = torch.tensor(key, dtype=torch.float64)
-    if bucket.device.type == "cuda":
-        host = host.pin_memory()  # a non-blocking copy: no host synchronisation
-    tensor = host.to(bucket.device, non_blocking=True)
-    bucket.fused_hyper = (key, tensor)
+    key = tuple(0.0 if isinstance(values[name], Tensor) else float(values[name]) for name in HYPER)
+    if bucket.fused_hyper is None:
+        bucket.fused_hyper = (None, torch.zeros(len(HYPER), dtype=torch.float64, device=bucket.device))
+    written, tensor = bucket.fused_hyper
+    if written != key:
+        host = torch.tensor(key, dtype=torch.float64)
+        if bucket.device.type == "cuda":
+            host = host.pin_memory()  # a non-blocking copy: no host synchronisation
+        tensor.copy_(host, non_blocking=True)
+        bucket.fused_hyper = (key, tensor)
+    for i, name in enumerate(HYPER):
+        if isinstance(values[name], Tensor):
+            tensor[i].copy_(values[name].reshape(()), non_blocking=True)
     return tensor
 
 

@@ -16,8 +16,9 @@ step phases (``_begin``, ``_move``, ``_finish``).
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from ._state import FlatBucket, bucket_key, key_dtype
+from ._state import FlatBucket, bucket_key, key_dtype, real_view
 from .rule_state import RuleState
 
 # Only groups up to this size are packed: for them the per-group overhead of a
@@ -48,7 +49,9 @@ class GroupPacking:
         """Hyperparameters, device, dtype and step of a group that can join a fused bucket, else None."""
         params = group["params"]
         # Cheapest checks first: this runs for every group on every step.
-        if not group["foreach"] or group["fused"] or not params or sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
+        if group["foreach"] is False or group["fused"] or not params:
+            return None
+        if sum(p.numel() for p in params) > FUSE_MAX_ELEMENTS:
             return None  # large groups run large kernels already; per-coordinate gathers would only cost
         if any(p.grad is None or p.grad.is_sparse for p in params):
             return None
@@ -58,14 +61,17 @@ class GroupPacking:
         bucket = buckets[0]
         if bucket.fused is None and not (bucket.flattenable and len(bucket.params) == len(params)):
             return None
-        signature = (self._hyper_signature(group), *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
+        hyper = self._hyper_signature(group)
+        if hyper is None:
+            return None
+        signature = (hyper, *bucket_key(params[0]), bucket.host_steps[bucket.index(params[0])])
         try:
             hash(signature)
         except TypeError:  # a group value we cannot compare (say, a nested list): keep the group on its own
             return None
         return signature
 
-    def _hyper_signature(self, group: dict) -> tuple:
+    def _hyper_signature(self, group: dict) -> tuple | None:
         """The group's hyperparameters as a sorted tuple, rebuilt only when one of them changes.
 
         Sorting and converting every group's values on every step was most of
@@ -73,9 +79,11 @@ class GroupPacking:
         """
         values = [value for key, value in group.items() if key != "params"]
         memo = self.__dict__.setdefault("_hyper_memo", {}).get(id(group))
-        if memo is not None and memo[0] is group and memo[1] == values:
+        if memo is not None and memo[0] is group and memo[1] == values:  # list ==: an unchanged tensor by identity
             return memo[2]
         hyper = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"))
+        if any(isinstance(v, Tensor) for v in values):  # a tensor lr: values not comparable on the host
+            hyper = None
         self._hyper_memo[id(group)] = (group, values, hyper)
         return hyper
 
@@ -93,7 +101,7 @@ class GroupPacking:
     def _step_fused(self, groups: list[dict], bucket: FlatBucket) -> None:
         """One step of every group of a fused bucket: per-row decisions, one set of kernels."""
         group = groups[0]  # every group has these hyperparameters
-        grads = [p.grad for p in bucket.params]
+        grads = [real_view(p.grad) for p in bucket.params]
         dtype = key_dtype(group)
         norms = torch.stack([n.to(dtype) for n in torch._foreach_norm(grads)])
         group_keys = torch.zeros(len(groups), dtype=dtype, device=bucket.device).index_add_(
@@ -103,7 +111,7 @@ class GroupPacking:
         buffer = bucket.critical_buffer()
         buffer.rows = bucket.row_of_element
         self._begin(bucket.step, buffer, keys)
-        flat = [p.view(-1) for p in bucket.params]
+        flat = [real_view(p).view(-1) for p in bucket.params]
         grad = torch.cat([g.reshape(-1) for g in grads])
         theta = torch.cat(flat) if self._needs_theta(group) else None
         self._move(group, RuleState(bucket.step, bucket.moments, buffer), flat, grad, theta, first=False)

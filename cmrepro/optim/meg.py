@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 
 from ._validation import check_positive, check_unit_interval
 from .sam import frozen_batchnorm_statistics, missing_closure
+from .wrapper import OptimizerWrapper
 
 # The top-level state_dict entry holding w_{t-1} per parameter index (heavy_ball > 0 only).
 PREVIOUS_KEY = "meg_previous"
@@ -47,7 +48,7 @@ def _check_group(group: dict) -> None:
     check_unit_interval("heavy_ball", group["heavy_ball"], closed=False)
 
 
-class MEG(Optimizer):
+class MEG(OptimizerWrapper):
     """Wrap ``base_optimizer`` into its momentum-extragradient version.
 
     Args:
@@ -66,6 +67,8 @@ class MEG(Optimizer):
     ``"meg_previous"`` when ``heavy_ball > 0``.
     """
 
+    kept = ("model", "previous")
+
     def __init__(
         self,
         params,
@@ -77,23 +80,16 @@ class MEG(Optimizer):
         **kwargs,
     ) -> None:
         super().__init__(params, dict(gamma=gamma, heavy_ball=heavy_ball, **kwargs))
-        self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
-        # Share groups and state with the base optimizer, as SAM does.
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
+        self._wrap(base_optimizer, kwargs)
         self.model = model
         # w_{t-1} per parameter: kept here, not in the base optimizer's state, which
         # the critical-buffer optimizers re-pack into their own flat storage.
         self.previous: dict[Tensor, Tensor] = {}
 
-    def add_param_group(self, param_group: dict) -> None:
+    def _fill_group(self, param_group: dict) -> None:
         param_group.setdefault("gamma", self.defaults["gamma"])
         param_group.setdefault("heavy_ball", self.defaults["heavy_ball"])
         _check_group(param_group)
-        if hasattr(self, "base_optimizer"):
-            self.base_optimizer.add_param_group(param_group)
-        else:  # during __init__, before the base optimizer exists
-            super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
@@ -111,7 +107,7 @@ class MEG(Optimizer):
             loss = closure()
         for (_, ps), origin in zip(moved, origins):
             torch._foreach_copy_(ps, origin)  # back to w_t exactly, not by subtraction
-        self.base_optimizer.step()
+        self._base_step()
         for (group, ps), origin in zip(moved, origins):
             self._heavy_ball(group, ps, origin)
         return loss
@@ -120,7 +116,8 @@ class MEG(Optimizer):
         """Move ``ps`` to ``w_t - gamma * g(w_t)``; returns copies of ``w_t``."""
         origin = [p.detach().clone() for p in ps]
         gamma = group["lr"] if group["gamma"] is None else group["gamma"]
-        torch._foreach_add_(ps, [p.grad for p in ps], alpha=-float(gamma))
+        ascent = group.get("maximize", False)  # the base ascends: extrapolate up the gradient too
+        torch._foreach_add_(ps, [p.grad for p in ps], alpha=float(gamma) if ascent else -float(gamma))
         return origin
 
     def _heavy_ball(self, group: dict, ps: list[Tensor], origin: list[Tensor]) -> None:
@@ -139,26 +136,15 @@ class MEG(Optimizer):
         """The parameters in state_dict order (groups, then their params)."""
         return [p for group in self.param_groups for p in group["params"]]
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base_optimizer.zero_grad(set_to_none)
-
-    def state_dict(self) -> dict:
+    def _save(self) -> dict:
         state = self.base_optimizer.state_dict()
         index = {p: i for i, p in enumerate(self._params())}
         state[PREVIOUS_KEY] = {index[p]: w for p, w in self.previous.items() if p in index}
         return state
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def _load(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         previous = state_dict.pop(PREVIOUS_KEY, {})
         self.base_optimizer.load_state_dict(state_dict)
-        # Loading replaces the base optimizer's group dicts and state: share them again.
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
         params = self._params()
         self.previous = {params[i]: w.to(params[i].device, params[i].dtype, copy=True) for i, w in previous.items()}
-
-    def diagnostics(self) -> dict[str, Tensor]:
-        """The base optimizer's buffer diagnostics, if it has a buffer."""
-        diagnostics = getattr(self.base_optimizer, "diagnostics", None)
-        return diagnostics() if diagnostics is not None else {}

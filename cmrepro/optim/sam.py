@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
 from ._validation import check_positive
+from .wrapper import OptimizerWrapper
 
 
 @contextmanager
@@ -42,7 +43,7 @@ def frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
                 m.num_batches_tracked.copy_(tracked)
 
 
-class SAM(Optimizer):
+class SAM(OptimizerWrapper):
     """Wrap ``base_optimizer`` into its sharpness-aware version.
 
     Args:
@@ -59,10 +60,12 @@ class SAM(Optimizer):
             over all groups (Foret et al.).
         **kwargs: hyperparameters of the base optimizer.
 
-    The param groups are the base optimizer's own, so learning-rate schedulers
+    The param groups and ``state`` are the base optimizer's own, so learning-rate schedulers
     wrapping this object drive the base optimizer; :meth:`state_dict` is the
-    base optimizer's (with ``rho`` in its groups).
+    base optimizer's (with ``rho`` in its groups); ``defaults`` has both optimizers' keys.
     """
+
+    kept = ("model", "group_norm")
 
     def __init__(
         self,
@@ -77,78 +80,56 @@ class SAM(Optimizer):
         check_positive("rho", rho)
         self.group_norm = group_norm
         super().__init__(params, dict(rho=rho, **kwargs))
-        self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
-        # Share groups and state with the base optimizer: schedulers, zero_grad
-        # and anyone reading ``optimizer.state`` reach the base optimizer's.
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
+        self._wrap(base_optimizer, kwargs)
         self.model = model
 
-    def add_param_group(self, param_group: dict) -> None:
+    def _fill_group(self, param_group: dict) -> None:
         param_group.setdefault("rho", self.defaults["rho"])
         check_positive("rho", param_group["rho"])
-        if hasattr(self, "base_optimizer"):
-            self.base_optimizer.add_param_group(param_group)
-        else:  # during __init__, before the base optimizer exists
-            super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
         """Perturb, re-evaluate the gradient with ``closure``, restore, base step.
 
-        Returns the loss at the perturbed point.
+        Returns the loss at the perturbed point. Without any gradient there is nothing
+        to perturb: the closure is still evaluated and the base optimizer steps on
+        what it left (nothing, for a closure that does not call ``backward()``).
         """
         if closure is None:
             raise missing_closure("SAM", "perturbed")
-        params, perturbation = self._perturb()
+        params, origin = self._perturb()
         frozen = frozen_batchnorm_statistics(self.model) if self.model is not None else nullcontext()
         with torch.enable_grad(), frozen:
             loss = closure()
-        torch._foreach_sub_(params, perturbation)
-        self.base_optimizer.step()
+        if params:
+            torch._foreach_copy_(params, origin)  # back to theta exactly, not by subtraction
+        self._base_step()
         return loss
 
     def _perturb(self) -> tuple[list[Tensor], list[Tensor]]:
-        """Move to ``theta + rho * g / ||g||``; ``||g||`` is the norm over all groups."""
+        """Move to ``theta + rho * g / ||g||``; ``||g||`` is the norm over all groups. Returns copies of theta."""
         groups = [[p for p in g["params"] if p.grad is not None] for g in self.param_groups]
         grads = [p.grad for ps in groups for p in ps]
         if not grads:
             return [], []
         device = grads[0].device
-        dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
+        dtype = torch.float64 if any(g.dtype in (torch.float64, torch.complex128) for g in grads) else torch.float32
 
         def norm_of(tensors: list[Tensor]) -> Tensor:
             return torch.linalg.vector_norm(torch.stack([n.to(device, dtype) for n in torch._foreach_norm(tensors)]))
 
         grad_norm = None if self.group_norm else norm_of(grads)
-        params, perturbation = [], []
+        params, origin = [], []
         for group, ps in zip(self.param_groups, groups):
             if not ps:
                 continue
             norm = norm_of([p.grad for p in ps]) if self.group_norm else grad_norm
-            scale = group["rho"] / (norm + 1e-12)
-            steps = [p.grad * scale.to(p.device, p.dtype) for p in ps]
-            torch._foreach_add_(ps, steps)
+            # maximize: the base ascends, so the sharpness it sees is that of -loss
+            scale = (-group["rho"] if group.get("maximize") else group["rho"]) / (norm + 1e-12)
+            origin += [p.detach().clone() for p in ps]
+            torch._foreach_add_(ps, [p.grad * scale.to(p.device, p.real.dtype) for p in ps])
             params += ps
-            perturbation += steps
-        return params, perturbation
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base_optimizer.zero_grad(set_to_none)
-
-    def state_dict(self) -> dict:
-        return self.base_optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.base_optimizer.load_state_dict(state_dict)
-        # Loading replaces the base optimizer's group dicts and state: share them again.
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
-
-    def diagnostics(self) -> dict[str, Tensor]:
-        """The base optimizer's buffer diagnostics, if it has a buffer."""
-        diagnostics = getattr(self.base_optimizer, "diagnostics", None)
-        return diagnostics() if diagnostics is not None else {}
+        return params, origin
 
 
 def missing_closure(wrapper: str, point: str) -> ValueError:

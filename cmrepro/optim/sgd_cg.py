@@ -37,9 +37,12 @@ class SGDCG(CriticalOptimizer):
         decay: float = 0.7,
         topC: int = 10,
         *,
-        foreach: bool = True,
+        foreach: bool | None = None,
         buffer_dtype: torch.dtype | None = None,
         fused: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
         decoupled_weight_decay: bool = False,
     ) -> None:
         defaults = dict(
@@ -53,6 +56,9 @@ class SGDCG(CriticalOptimizer):
             buffer_dtype=buffer_dtype,
             fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
         )
         super().__init__(params, defaults)
 

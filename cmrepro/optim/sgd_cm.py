@@ -36,9 +36,12 @@ class SGDCM(CriticalOptimizer):
         decay: float = 0.7,
         topC: int = 5,
         *,
-        foreach: bool = True,
+        foreach: bool | None = None,
         buffer_dtype: torch.dtype | None = None,
         fused: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
         decoupled_weight_decay: bool = True,
     ) -> None:
         defaults = dict(
@@ -51,6 +54,9 @@ class SGDCM(CriticalOptimizer):
             buffer_dtype=buffer_dtype,
             fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
         )
         super().__init__(params, defaults)
 
