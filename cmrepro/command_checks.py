@@ -38,6 +38,8 @@ _HYDRA_ONLY_FLAGS = (
 
 
 _FLAGS_WITH_VALUE = ("-c", "--cfg", "-p", "--package")
+# Flags with which Hydra prints the config instead of running the jobs.
+_PRINT_ONLY_FLAGS = ("-c", "--cfg")
 
 
 class CommandLineError(ValueError):
@@ -87,9 +89,9 @@ def sweep_jobs(argv: list[str], conf_dir: Path) -> list[str] | None:
     nothing is swept): as Hydra's basic sweeper makes them, the product of the
     ``hydra.sweeper.params`` of the config without the swept values (an experiment's seeds) and
     the command line's, where a command-line key takes the place of the same key in the params.
-    None where flags leave the command line to Hydra."""
+    None where flags leave the command line to Hydra or run no job (``--cfg job`` prints the config)."""
     parsed = parse_overrides(argv)
-    if parsed is None:
+    if parsed is None or any(arg.split("=")[0] in _PRINT_ONLY_FLAGS for arg in argv):
         return None
     primary = compose_config(conf_dir, [o.input_line for o in parsed if not o.is_sweep_override()], hydra=True)
     params = OmegaConf.select(primary, "hydra.sweeper.params") or {}

@@ -60,3 +60,4 @@ def test_the_jobs_are_numbered_as_hydras_basic_sweeper_numbers_them():
         "seed=5 optimizer.lr=0.1", "seed=5 optimizer.lr=0.01", "seed=6 optimizer.lr=0.1", "seed=6 optimizer.lr=0.01"
     ]  # fmt: skip
     assert sweep_jobs(["-m", "experiment=table2/best/cifar100_adam"], CONF_DIR) == [f"seed={s}" for s in range(5)]
+    assert sweep_jobs(["-m", "seed=0,1", "--cfg", "job"], CONF_DIR) is None  # prints the config, runs no job
