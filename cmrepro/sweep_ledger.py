@@ -3,7 +3,9 @@
 Jobs may run in this process, in joblib's worker processes or on Slurm nodes, so each writes its
 outcome to a file of its own in a folder the launching process names in the environment
 (:data:`LEDGER_ENV`, inherited by every launcher's jobs); the launching process reads them once
-the sweep has returned. Standard library only.
+the sweep has returned. The folder is the launching process's while the sweep runs (it holds the
+folder's lock) and is removed when the sweep ends; one whose sweep was killed is removed by the next
+sweep under the same output directory. Standard library only.
 """
 
 from __future__ import annotations
@@ -12,10 +14,19 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .run_files import write_text_atomic
+from .run_lock import RunLock, is_held
+
 LEDGER_ENV = "CMREPRO_SWEEP_LEDGER"
+LEDGERS = ".sweeps"  # under the output directory, one folder per sweep
+# A ledger folder nobody holds is a dead sweep's once it is this old (a new sweep's folder is
+# locked a moment after it is made).
+DEAD_AFTER_S = 60
 
 # Job outcomes. "skipped": another process was training its run directory.
 FINISHED = ("done", "diverged", "already ended")
@@ -30,22 +41,47 @@ class JobOutcome:
     message: str = ""
 
 
-def start_ledger(output_dir: Path) -> Path:
-    """A new ledger folder under ``output_dir`` (shared with the jobs wherever they run), named in the environment."""
-    folder = Path(output_dir).absolute() / ".sweeps" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+@contextmanager
+def sweep_ledger(output_dir: Path) -> Iterator[Path]:
+    """``with sweep_ledger(output_dir) as folder:`` a new ledger folder under ``output_dir`` (shared
+    with the jobs wherever they run), named in the environment for the block; removed after it,
+    with ``.sweeps/`` once no other sweep uses it. Dead sweeps' folders are removed first."""
+    sweeps = Path(output_dir).absolute() / LEDGERS
+    remove_dead_ledgers(sweeps)
+    folder = sweeps / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     folder.mkdir(parents=True, exist_ok=True)
-    os.environ[LEDGER_ENV] = str(folder)
-    return folder
+    previous = os.environ.get(LEDGER_ENV)
+    try:
+        with RunLock(folder):
+            os.environ[LEDGER_ENV] = str(folder)
+            yield folder
+    finally:
+        if previous is None:
+            os.environ.pop(LEDGER_ENV, None)
+        else:
+            os.environ[LEDGER_ENV] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+        with suppress(OSError):
+            sweeps.rmdir()  # once no other sweep is using it
+
+
+def remove_dead_ledgers(sweeps: Path) -> list[Path]:
+    """Delete the ledger folders under ``sweeps`` that no live sweep holds (killed before it could
+    remove its own); the folders removed."""
+    dead = []
+    for folder in sweeps.glob("*") if sweeps.is_dir() else []:
+        with suppress(OSError):  # removed meanwhile by another sweep
+            if folder.is_dir() and not is_held(folder) and time.time() - folder.stat().st_mtime > DEAD_AFTER_S:
+                shutil.rmtree(folder)
+                dead.append(folder)
+    return dead
 
 
 def record_outcome(outcome: JobOutcome) -> None:
     """Write one job's outcome, if this job belongs to a sweep with a ledger."""
     folder = os.environ.get(LEDGER_ENV)
     if folder:
-        path = Path(folder) / f"job{outcome.job:05d}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(outcome)))
-        os.replace(temporary, path)
+        write_text_atomic(Path(folder) / f"job{outcome.job:05d}.json", json.dumps(asdict(outcome)))
 
 
 def read_outcomes(folder: Path) -> list[JobOutcome]:
@@ -74,10 +110,3 @@ def summary(outcomes: list[JobOutcome], jobs: list[str] | None = None) -> tuple[
         lines.append("  re-run the same command to finish them (finished runs are skipped, killed ones resume)")
     return lines, not missing and all(o.outcome in NOT_FAILED for o in outcomes)
 
-
-def close_ledger(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        folder.parent.rmdir()  # .sweeps/, once no other sweep is using it
-    except OSError:
-        pass

@@ -3,7 +3,11 @@
 A thin Hydra shell around :func:`cmrepro.training.train`. Before Hydra creates any directory, the
 command line is composed and checked (:func:`check_command_line`): a misspelt key or group, a value
 that cannot run, or an output directory that cannot be written ends the program with one line on
-stderr and exit code 2. Data problems end it the same way before any training. A non-finite loss
+stderr and exit code 2; so does a batch that cannot split across the processes of a distributed
+run. Data problems end it the same way before any training, and leave no run directory (the run
+had not started). Nothing refused changes a run directory: Hydra's record of the command
+(``.hydra/``) is written into it only once the run starts (locked, and the same run as any it
+resumes), and replaced by each command that resumes it. A non-finite loss
 ends a run with status ``diverged`` and exit code 0. Another process training the same run
 directory: one line, exit code 3. SIGTERM, SIGINT or SIGUSR1: the run checkpoints, says
 ``interrupted`` and exits with 128 + the signal number (143, 130, 138).
@@ -19,7 +23,6 @@ its jobs and exits 1 if any failed or was refused.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,15 +34,19 @@ from omegaconf import DictConfig, OmegaConf
 from .cli import exit_on_unknown_option, run_sweep
 from .command_checks import CommandLineError, check_command_line, sweep_jobs
 from .data import DataError
-from .run_files import RESULT, RunFileError
+from .data.base import Shard, check_shardable
+from .run_files import RunFileError, remove_if_unstarted
 from .run_lock import RunLocked
-from .sweep_ledger import JobOutcome, close_ledger, read_outcomes, record_outcome, start_ledger, summary
+from .sweep_ledger import JobOutcome, read_outcomes, record_outcome, summary, sweep_ledger
 from .training import CheckpointError, ConfigError, Interrupted, process_env, train
 from .training.checks import resolved_config
-from .training.distributed import exit_on_failure
+from .training.distributed import DistEnv, exit_on_failure
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "model", "optimizer", "trainer", "logger")
+# Hydra's record of the command, written by the run itself (hydra.output_subdir is null in
+# conf/config.yaml): the folder in the run directory and the files Hydra would write there.
+HYDRA_RECORD = ".hydra"
 EXIT_REFUSED = 2  # a config, command line or data problem
 EXIT_BUSY = 3  # another process trains the run directory
 # What _run ends the program on itself, with one line and its own exit code.
@@ -64,9 +71,10 @@ def _run(cfg: DictConfig) -> None:
         # does not wait for collectives the other ranks will never join.
         env = process_env()
         with exit_on_failure(env, expected=HANDLED):
-            result = train(resolved_config(cfg), run_dir, check=True, env=env)  # ConfigError: ${oc.env:UNSET}
+            config = resolved_config(cfg)  # ConfigError for a value that cannot resolve (${oc.env:UNSET})
+            result = train(config, run_dir, check=True, env=env, launch_record=hydra_record(cfg, hydra_cfg))
     except ConfigError as error:
-        _remove_if_only_hydra(run_dir)  # a refused config leaves no run directory behind
+        remove_if_unstarted(run_dir, (HYDRA_RECORD, "train.log"))  # a refused config leaves no run directory behind
         return end("refused", str(error), EXIT_REFUSED)
     except (DataError, CheckpointError, RunFileError) as error:
         return end("failed", str(error), EXIT_REFUSED)
@@ -83,11 +91,26 @@ def _run(cfg: DictConfig) -> None:
     record_outcome(JobOutcome(job, str(run_dir), status if not result.get("skipped") else "already ended"))
 
 
-def _remove_if_only_hydra(run_dir: Path) -> None:
-    """Delete ``run_dir`` if it holds nothing but what Hydra wrote before the job (``.hydra/``, the log)."""
-    if run_dir.is_dir() and not (run_dir / RESULT).exists():
-        if all(entry.name in (".hydra", "train.log") for entry in run_dir.iterdir()):
-            shutil.rmtree(run_dir, ignore_errors=True)
+def hydra_record(cfg: DictConfig, hydra_cfg: DictConfig) -> dict[str, str]:
+    """The files Hydra writes in a job's ``.hydra/`` (the job's config, Hydra's, the overrides),
+    for the run to write once it starts."""
+    return {
+        f"{HYDRA_RECORD}/config.yaml": OmegaConf.to_yaml(cfg),
+        f"{HYDRA_RECORD}/hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})),
+        f"{HYDRA_RECORD}/overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task),
+    }
+
+
+def check_process_split(cfg: DictConfig | None, env: DistEnv) -> None:
+    """ConfigError (one line) if ``dataset.batch_size`` (the global batch) does not split across
+    the processes of this distributed run: checked before any run directory is made. (The last
+    batch's split needs the data's size, known once the run has loaded it.)"""
+    batch_size = OmegaConf.select(cfg, "dataset.batch_size") if cfg is not None else None
+    if env.enabled and isinstance(batch_size, int):
+        try:
+            check_shardable(batch_size, batch_size, Shard(env.rank, env.world_size))  # one full batch
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def main() -> None:
@@ -95,6 +118,7 @@ def main() -> None:
     exit_on_unknown_option("cmrepro.train", CONF_DIR, GROUPS)
     try:
         cfg = check_command_line(argv, CONF_DIR)
+        check_process_split(cfg, process_env())
     except (CommandLineError, ConfigError) as error:
         print(f"cmrepro.train: {error}", file=sys.stderr)
         sys.exit(EXIT_REFUSED)
@@ -103,12 +127,9 @@ def main() -> None:
         return
     output_dir = Path(OmegaConf.select(cfg, "paths.output_dir")) if cfg is not None else Path("results/runs")
     jobs = sweep_jobs(argv, CONF_DIR)  # to name the jobs a broken worker pool leaves without an outcome
-    ledger = start_ledger(output_dir)
-    try:
+    with sweep_ledger(output_dir) as ledger:
         stopped = run_sweep(_run)
         lines, all_finished = summary(read_outcomes(ledger), jobs)
-    finally:
-        close_ledger(ledger)
     if stopped:
         print(f"cmrepro.train: {stopped}", file=sys.stderr)
     print("cmrepro.train: " + "\n".join(lines), file=sys.stderr)

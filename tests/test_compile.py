@@ -75,7 +75,7 @@ def test_a_compiled_run_matches_the_eager_run_and_writes_the_same_checkpoint(com
     for a, b in zip(_rows(tmp_path / "eager"), _rows(tmp_path / "compiled"), strict=True):
         assert _close(a, b, keys), (a, b)
     # The plain model is checkpointed: no "_orig_mod." prefix, so either kind of run resumes the other's.
-    saved = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=False)["model"] for run in ("eager", "compiled")]
+    saved = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["model"] for run in ("eager", "compiled")]
     assert list(saved[0]) == list(saved[1])
 
 

@@ -54,7 +54,7 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def _model(run_dir) -> dict:
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
 
 
 def test_two_processes_train_as_one_and_resume_after_one_of_them_is_killed(tmp_path):

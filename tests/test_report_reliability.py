@@ -18,6 +18,7 @@ from cmrepro.report.__main__ import main as report_main
 from cmrepro.report.analysis import FIGURE_TABLES, FIGURES
 from cmrepro.report.run_table import MONITOR_OF_TASK, STREAM_MONITOR, load_runs
 from cmrepro.report.table_report import MAKE_TARGETS
+from cmrepro.run_lock import RunLock
 from cmrepro.training import streams
 from cmrepro.training.steps import ClassificationTask, LanguageModelTask
 
@@ -117,7 +118,8 @@ def test_a_figure_without_runs_exits_2_naming_the_root_and_the_table_tags(figure
 def test_a_figure_whose_runs_have_not_finished_says_so(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_run(runs, "running", table="figure9", status="running", curve=[10.0])
-    code, err = report(capsys, "figure9", "--runs", str(runs), "--out", str(tmp_path))
+    with RunLock(runs / "running"):  # its process, still training
+        code, err = report(capsys, "figure9", "--runs", str(runs), "--out", str(tmp_path))
     assert code == 2 and "nothing to draw for figure9: 1 runs of it (1 running), none yet with what it draws" in err
 
 

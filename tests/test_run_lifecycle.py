@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from test_import_graph import import_graph
@@ -46,10 +47,24 @@ def _crash_at(step: int):
 
 def _rewrite_in_old_layout(path, keys: set[str], milestones: list[int]) -> None:
     """The checkpoint at ``path`` as the loops wrote it before: the same state under the old keys,
-    and the supervised loop's MultiStepLR state (and the ``initial_lr`` it put in every group)."""
-    new = torch.load(path, weights_only=False)
+    the random states as Python's and numpy's own tuples (numpy's an ndarray, which a weights_only
+    load allows only by name), and the supervised loop's MultiStepLR state (and the
+    ``initial_lr`` it put in every group)."""
+    new = torch.load(path, weights_only=True)  # no allow-list: the current layout needs none
     old = {key: new[key] for key in keys if key != "scheduler"}
     old["scheduler"] = None
+    python, numpy = new["rng"]["python"], new["rng"]["numpy"]
+    old["rng"] = {
+        "python": (python["version"], tuple(python["state"].tolist()), python["gauss"]),
+        "numpy": (
+            numpy["kind"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["gauss"],
+        ),
+        "torch": new["rng"]["torch"],
+    }
     if "metrics" in keys:
         groups = old["optimizer"]["param_groups"]
         for group in groups:
@@ -85,7 +100,7 @@ def test_a_checkpoint_in_the_old_layout_resumes_to_the_uninterrupted_metrics(
     _rewrite_in_old_layout(resumed / "checkpoint.pt", keys, milestones=[1])
     assert train(cfg, resumed)["status"] == "done"
     assert metric_rows(resumed) == metric_rows(straight)
-    assert {"epoch", "wall_time"} <= set(torch.load(resumed / "checkpoint.pt", weights_only=False))
+    assert {"epoch", "wall_time"} <= set(torch.load(resumed / "checkpoint.pt", weights_only=True))
 
 
 def test_a_failing_job_of_a_sweep_keeps_its_seed_commit_and_epochs_in_result_json(tmp_path):

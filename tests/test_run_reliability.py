@@ -164,7 +164,7 @@ def test_sigterm_checkpoints_inside_the_epoch_marks_the_run_interrupted_and_the_
     )
     result = json.loads((stopped / "result.json").read_text())
     assert result["status"] == "interrupted" and result["epochs_completed"] == 1 and result["seed"] == 0
-    checkpoint = torch.load(stopped / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(stopped / "checkpoint.pt", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["step"]) == (1, 1)  # saved inside the epoch
     assert train(compose_run(QUICK, stopped), stopped)["status"] == "done"  # the same command, in process
     assert metric_rows(stopped) == metric_rows(straight)

@@ -211,7 +211,7 @@ def test_a_failed_checkpoint_write_is_a_checkpoint_error_that_keeps_the_last_one
         train(cfg, tmp_path)
     monkeypatch.setattr(checkpoint.torch, "save", real_save)
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not list(tmp_path.glob("*.tmp"))
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text(metrics.read_text()[:-20])  # and epoch 2's row was cut short too

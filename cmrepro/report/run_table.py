@@ -2,8 +2,9 @@
 (``load_metrics``).
 
 A run directory is any folder below the root holding a ``result.json``: written with status
-``running`` when a run starts, then ``done``, ``diverged`` or ``failed``, always with the
-resolved config. The report reads nothing else, so it works on a copy of ``results/runs``
+``running`` when a run starts (with its progress after every epoch), then ``done``, ``diverged``,
+``failed`` or ``interrupted``, always with the resolved config; one that says ``running`` while
+no process holds its lock is reported ``stopped`` (killed; re-running resumes it). The report reads nothing else, so it works on a copy of ``results/runs``
 without the checkpoints.
 
 Run data the report must not turn into a table or figure (a ``metrics.jsonl`` that two processes
@@ -23,7 +24,7 @@ import pandas as pd
 
 from ..data import DATASET_TASKS, is_task_stream
 from ..optim.weight_decay import weight_decay_form
-from ..run_files import METRICS, RESULT, RunFileError, read_jsonl
+from ..run_files import METRICS, RESULT, RunFileError, read_jsonl, run_status
 
 # The hyperparameters a setting is made of; a run's setting is these, its seed aside.
 HYPERPARAMETERS = ("lr", "beta1", "beta2", "momentum", "topC", "decay", "rho", "gamma", "heavy_ball", "batch_size")
@@ -111,7 +112,7 @@ def _run_row(run_dir: Path, result: dict | None) -> dict:
     values = _hyperparameters(optimizer, dataset)
     return {
         "run_dir": str(run_dir),
-        "status": result.get("status"),
+        "status": run_status(run_dir, result),  # "stopped": says running, but no process holds it
         "scale": "smoke" if dataset.get("stand_in") else "full",
         "table": benchmark.get("table"),
         "kind": benchmark.get("kind", "single"),
