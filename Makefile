@@ -34,7 +34,7 @@ lint:
 	$(PY) -m ruff format --check cmrepro tests scripts
 
 TOY_EXPERIMENTS := table1 table5 figure1 figure13 figure14 figure3 figure4 figure16 figure5 figure17 figure18 \
-	figure6 figure7_left figure7_right figure2 figure11 figure12 figure15_ackley figure15_goldstein_price
+	figure6 figure7_left figure7_right figure2 figure11 figure12 figure15_meg_grid figure15_ackley figure15_goldstein_price
 
 # Every toy experiment of Sections 3.2 and 4: CSVs in results/toy, PNGs in
 # results/figures, and results/toy/README.md beside the paper's numbers.

@@ -12,7 +12,7 @@ import yaml
 
 from cmrepro.toy.batched_runs import run
 from cmrepro.toy.buffer_directions import buffer_directions, stored_elements, tidy_frame, trace_buffer
-from cmrepro.toy.experiments import KINDS
+from cmrepro.toy.experiments import KINDS, buffer_cancellation
 from cmrepro.toy.summary import FIGURES
 from cmrepro.toy.surfaces import surface
 
@@ -124,7 +124,7 @@ def test_reading_an_optimizer_without_a_buffer_is_a_clear_error():
 @pytest.mark.parametrize("name", NAMES)
 def test_figure_config_writes_png_and_csv(name, tmp_path):
     cfg = _config(name) | {"final_steps": 20}  # the full 500 steps only move the diamonds
-    assert KINDS[cfg["kind"]] is buffer_directions
+    assert KINDS[cfg["kind"]] is buffer_cancellation  # the pictures, and the measures over a grid of starts
     buffer_directions(cfg, tmp_path, tmp_path)
     assert (tmp_path / f"{name}.png").stat().st_size > 20_000
     frame = pd.read_csv(tmp_path / f"{name}.csv")
@@ -172,3 +172,17 @@ def test_figures_are_in_reproduce_toy_and_the_summary():
     toy = re.search(r"TOY_EXPERIMENTS :=((?:.*\\\n)*.*)", (ROOT / "Makefile").read_text()).group(1).split()
     for name in NAMES:
         assert name in toy and name in FIGURES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cancellation_is_measured_over_the_grid_of_starts_for_every_setting(name, tmp_path):
+    cfg = _config(name) | {"final_steps": 20}
+    cfg["cancellation"] = cfg["cancellation"] | {"grid": 2}
+    buffer_cancellation(cfg, tmp_path, tmp_path)
+    runs = pd.read_csv(tmp_path / f"{name}_runs.csv")
+    measured = [*cfg["settings"], *cfg["cancellation"].get("compare", [])]
+    assert len(runs) == 4 * len(measured) and set(runs.population) == {"grid"}
+    assert {"cosine_mean_grad", "cancel_ratio", "reached_global", "loss"} <= set(runs.columns)
+    assert runs.cosine_mean_grad.between(-1, 1).all() and (runs.cancel_ratio >= 0).all()
+    # every setting, including the measured-only comparison of Figure 11, has its own rows
+    assert runs.optimizer.nunique() == len(measured)

@@ -28,6 +28,7 @@ from torch.optim import Optimizer  # noqa: E402
 
 from ..optim import create_optimizer  # noqa: E402
 from ..paper_names import PAPER_NAME_OF_OPTIMIZER  # noqa: E402
+from . import plotting  # noqa: E402
 from .batched_runs import drop_lr_at, jittered, run  # noqa: E402
 from .surfaces import Surface, surface  # noqa: E402
 
@@ -287,19 +288,19 @@ def draw_panels(
     ]
     figure.suptitle(title, fontsize=10)
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, facecolor="0.8")
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    plotting.save(figure, path, dpi=100)
 
 
 # ---- the experiment kind -----------------------------------------------------------------
 
 
-def buffer_directions(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
+def buffer_directions(cfg: dict, out: Path, figures: Path, note: str = "") -> pd.DataFrame:
     """Figures 2, 11 and 12: trace each setting from ``start`` for ``steps`` steps, draw the last ``panels``.
 
     Writes ``<name>.csv`` (tidy: one row per optimizer, step and stored
     element) and ``<name>.png``. The diamonds mark where each optimizer is
     after ``final_steps`` steps (the same run, continued; default ``steps``).
+    ``note`` is a line added to the title (what the grid of starts showed).
     """
     f = surface(cfg["surface"])
     if f.dim != 2:
@@ -318,7 +319,10 @@ def buffer_directions(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
     frame = tidy_frame(traces)
     frame.to_csv(out / f"{cfg['name']}.csv", index=False, float_format="%.6g")
     panel_steps = list(range(steps - panels + 1, steps + 1))
-    title = f"{cfg['title']}\n{f.name}, start {tuple(cfg['start'])}; diamonds: points after {final_steps} steps"
+    where = f"{plotting.SURFACE_TITLES.get(f.name, f.name)}, start {tuple(cfg['start'])}"
+    title = f"{cfg['title']}\n{where}; diamonds: points after {final_steps} steps"
+    if note:
+        title += f"\n{note}"
     style = {key: cfg[key] for key in ("buffer_color", "contour_cmap") if key in cfg}
     draw_panels(traces, f, panel_steps, finals, title, style, figures / f"{cfg['name']}.png")
     return frame
