@@ -369,3 +369,193 @@ def test_fused_step_replays_from_a_cuda_graph():
     torch.cuda.synchronize()
     for a, b in zip(eager, graphed):
         assert float((a - b).abs().max()) < 1e-6
+
+
+# ---- CUDA-graph replay of the fused step (issue 22, item 6): the logic, on CPU -------------------------
+
+
+def test_an_lr_change_is_written_into_the_same_hyperparameter_tensor():
+    # A graph captured around the step reads the hyperparameters at their address: a new
+    # value must be written there, not into a new tensor.
+    params = make_params()
+    opt = AdamCM(params, lr=0.01, topC=3, fused=True)
+    for t in range(3):
+        set_grads(params, t)
+        opt.step()
+    hyper = _bucket(opt).fused_hyper[1]
+    address = hyper.data_ptr()
+    opt.param_groups[0]["lr"] = 0.02
+    set_grads(params, 3)
+    opt.step()
+    assert _bucket(opt).fused_hyper[1] is hyper and hyper.data_ptr() == address
+    assert float(hyper[0]) == 0.02
+
+
+def _tensor_lr_run(change, steps=12):
+    """AdamCM fused with lr 2^-6, changed to 2^-9 after step 6 by ``change(opt)``."""
+    params = make_params(dtype=torch.float32)
+    opt = AdamCM(params, lr=torch.tensor(2.0**-6) if change == "fill_" else 2.0**-6, topC=3, fused=True)
+    for t in range(steps):
+        if t == 6:
+            if change == "fill_":
+                opt.param_groups[0]["lr"].fill_(2.0**-9)
+            else:
+                opt.param_groups[0]["lr"] = 2.0**-9
+        set_grads(params, t)
+        opt.step()
+    return params
+
+
+def test_a_tensor_lr_changed_in_place_reaches_the_next_fused_step(fused_calls):
+    # The tensor lr is copied into the hyperparameters on every step, so an in-place
+    # change (what torch's schedulers do to a tensor lr) is read, replayed or not.
+    for a, b in zip(_tensor_lr_run("fill_"), _tensor_lr_run("assign")):
+        assert torch.equal(a, b)
+    assert fused_calls
+
+
+def test_under_capture_the_running_sums_wait_for_resync_running_sums(monkeypatch):
+    import cmrepro.optim._state as state_module
+
+    monkeypatch.setattr(state_module, "RESYNC_EVERY", 2)
+    resyncs = []
+    original = state_module.FlatBucket.resync
+    monkeypatch.setattr(state_module.FlatBucket, "resync", lambda self: resyncs.append(1) or original(self))
+    params = make_params(dtype=torch.float32)
+    opt = AdamCM(params, lr=0.01, topC=3)
+    for t in range(4):
+        set_grads(params, t)
+        opt.step()
+    assert len(resyncs) == 2  # not capturing: every RESYNC_EVERY steps
+    monkeypatch.setattr(state_module, "capturing", lambda device: True)
+    for t in range(4, 12):
+        set_grads(params, t)
+        opt.step()
+    assert len(resyncs) == 2  # captured bookkeeping would not replay: none is captured
+    opt.resync_running_sums()
+    for p in params:
+        s = opt.state[p]
+        assert torch.equal(s["buffer_sum"], s["buffer"].sum(dim=0))
+
+
+def test_a_key_copied_to_the_host_is_a_blocking_copy():
+    # A CPU bucket in a group whose first gradient is on a GPU reads its decision on the
+    # host: an asynchronous copy of the key could be read before it lands.
+    copies = []
+
+    class Key:
+        def to(self, device, non_blocking):
+            copies.append((device.type, non_blocking))
+
+    base_module.key_on(torch.device("cpu"), Key())
+    base_module.key_on(torch.device("cuda"), Key())
+    assert copies == [("cpu", False), ("cuda", True)]
+
+
+# ---- CUDA-graph replay of the fused step (issue 22, item 6): on the device ------------------------------
+
+
+def _replay_setup(lr):
+    params = _cuda_params(make_params(dtype=torch.float32))
+    opt = AdamCM(params, lr=lr, topC=3, fused=True)
+    for t in range(4):
+        _cuda_grads(params, t, in_place=False)
+        opt.step()
+    return params, opt
+
+
+def _cuda_grads(params, t, in_place=True):
+    on_cpu = [p.detach().cpu() for p in params]
+    set_grads(on_cpu, t)
+    with torch.no_grad():
+        for p, mirror in zip(params, on_cpu):
+            if in_place:
+                p.grad.copy_(mirror.grad.cuda())
+            else:
+                p.grad = mirror.grad.cuda()
+
+
+def _capture(opt):
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream), torch.cuda.graph(graph):
+        opt.step()
+    torch.cuda.current_stream().wait_stream(stream)
+    return graph
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lr_changes_reach_a_replayed_fused_step():
+    # Reference: eager steps, lr 2^-6, 2^-9 from step 8, 2^-7 from step 12.
+    eager, eager_opt = _replay_setup(2.0**-6)
+    # A tensor lr on the device, changed in place between replays.
+    graphed, graphed_opt = _replay_setup(torch.tensor(2.0**-6, device="cuda"))
+    graph = _capture(graphed_opt)
+    # A Python lr, changed on the group; one eager step writes it where the graph reads it.
+    floated, floated_opt = _replay_setup(2.0**-6)
+    float_graph = _capture(floated_opt)
+    for t in range(4, 16):
+        lr = 2.0**-6 if t < 8 else 2.0**-9 if t < 12 else 2.0**-7
+        eager_opt.param_groups[0]["lr"] = lr
+        graphed_opt.param_groups[0]["lr"].fill_(lr)
+        _cuda_grads(eager, t)
+        eager_opt.step()
+        _cuda_grads(graphed, t)
+        graph.replay()
+        _cuda_grads(floated, t)
+        if lr != floated_opt.param_groups[0]["lr"]:
+            floated_opt.param_groups[0]["lr"] = lr
+            floated_opt.step()
+        else:
+            float_graph.replay()
+    torch.cuda.synchronize()
+    for a, b, c in zip(eager, graphed, floated):
+        assert float((a - b).abs().max()) < 1e-6
+        assert float((a - c).abs().max()) < 1e-6
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_replays_leave_the_resync_to_resync_running_sums(monkeypatch):
+    import cmrepro.optim._state as state_module
+
+    monkeypatch.setattr(state_module, "RESYNC_EVERY", 2)
+    params, opt = _replay_setup(0.01)
+    resyncs = []
+    original = state_module.FlatBucket.resync
+    monkeypatch.setattr(state_module.FlatBucket, "resync", lambda self: resyncs.append(1) or original(self))
+    graph = _capture(opt)
+    assert not resyncs  # no resync was captured into the graph
+    for t in range(4, 20):
+        _cuda_grads(params, t)
+        graph.replay()
+    opt.resync_running_sums()
+    torch.cuda.synchronize()
+    for p in params:
+        s = opt.state[p]
+        assert torch.equal(s["buffer_sum"], s["buffer"].sum(dim=0))
+        assert int(s["count"]) == 3
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("fuse", [False, True])
+def test_a_group_spanning_cpu_and_cuda_steps_as_on_one_device(fuse):
+    # The first gradient is on the GPU, so the key is made there and copied to the CPU
+    # bucket, whose decision the host reads: the copy must have landed.
+    reference = make_params()
+    ref = AdamCM(reference, lr=0.01, topC=3, fused=fuse)
+    mixed = [p.detach().to("cuda" if i % 2 == 0 else "cpu").requires_grad_() for i, p in enumerate(make_params())]
+    opt = AdamCM(mixed, lr=0.01, topC=3, fused=fuse)
+    for t in range(30):
+        set_grads(reference, t)
+        ref.step()
+        on_cpu = [p.detach().cpu() for p in mixed]
+        set_grads(on_cpu, t)
+        for p, mirror in zip(mixed, on_cpu):
+            p.grad = mirror.grad.to(p.device)
+        opt.step()
+    for a, b in zip(reference, mixed):
+        assert float((a - b.cpu()).abs().max()) < 1e-10

@@ -301,7 +301,7 @@ class FlatBucket:
         indices = range(len(self.params)) if index is None else [index]
         for i in indices:
             self.host_steps[i] += 1
-        if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        if capturing(self.device):
             # A CUDA graph replays kernels, not this bookkeeping: a resync captured here would
             # run on every replay, and none would run when due. Under replay the sums are
             # resynchronised by calling resync() (CriticalOptimizer.resync_running_sums) outside the graph.
@@ -329,6 +329,11 @@ class FlatBucket:
             and (self.count == self.count[0]).all()
             and (self.keys == self.keys[0]).all()
         )
+
+
+def capturing(device: torch.device) -> bool:
+    """Whether work on ``device`` is being captured into a CUDA graph now (a host-side query)."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
 
 def bucket_key(param: Tensor) -> tuple[torch.device, torch.dtype]:

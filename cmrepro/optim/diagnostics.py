@@ -20,6 +20,10 @@ class BufferDiagnostics:
     def diagnostics(self) -> dict[str, Tensor]:
         """Buffer statistics of Figure 8, as 0-d tensors on the device.
 
+        Tensors, so that reading them costs no host synchronisation; for Python
+        floats (logging), ``{k: v.item() for k, v in optimizer.diagnostics().items()}``,
+        where each ``.item()`` waits for the device.
+
         - ``buffer_variance``: per coordinate, the variance across the stored
           elements (divided by their number ``n``), averaged over coordinates;
         - ``buffer_cosine``: mean cosine similarity between the stored element
