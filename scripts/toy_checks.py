@@ -1,7 +1,7 @@
 """Checks behind results/toy/notes_e2.md (issue 20, items 6 and 7); prints what the notes quote.
 
-    python scripts/toy_checks.py ackley-box      # mean initial Ackley loss per start box
-    python scripts/toy_checks.py gp-hypotheses   # Goldstein-Price scale: trajectory means, medians
+python scripts/toy_checks.py ackley-box      # mean initial Ackley loss per start box
+python scripts/toy_checks.py gp-hypotheses   # Goldstein-Price scale: trajectory means, medians
 """
 
 from __future__ import annotations
