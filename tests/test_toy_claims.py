@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cmrepro.toy import stats
-from cmrepro.toy.claims import NOT_RUN, claims_frame, evaluate, write_claims
+from cmrepro.toy.claims import NOT_RUN, _trend, claims_frame, evaluate, write_claims
 from cmrepro.toy.experiments import KINDS
 from cmrepro.toy.registry import Claim, Measure, Part, Registry, Sentence, load
 from cmrepro.toy.summary import write_summary
@@ -174,6 +174,14 @@ def test_a_trend_is_tested_over_every_C(tmp_path):
     trend = _claim("trend", "t_runs", ["escaped_basin"], test="trend", settings=settings)
     verdict = _by_id(tmp_path, _registry(trend))["trend"]
     assert verdict.verdict == "supported" and verdict.estimate > 0.5
+    # a run that escapes at C = 5 and 20 but not at 10 has no trend: a tie, not a rounding-error loss
+    assert _trend(
+        pd.DataFrame(
+            [dict(optimizer=f"CM C={c}", run=0, escaped_basin=e) for c, e in ((5, 1), (10, 0), (20, 1))]
+        ).assign(setting=lambda f: f.optimizer),
+        _claim("u", "t_runs", ["escaped_basin"], test="trend", settings=settings[:3]),
+        "escaped_basin",
+    ) == [0.0]
     # under the snapshot rule every C ties: the claim is rule-sensitive
     assert dict(verdict.sensitivity) == {"escaped_snapshot": "no difference"} and verdict.rule_sensitive
     frame = claims_frame([verdict], _registry(trend))

@@ -29,6 +29,7 @@ from . import stats
 from .registry import POPULATIONS, Claim, Registry, load
 
 NOT_RUN = "not run"
+TREND_TIE = 1e-12  # per-run slopes smaller than this are rounding, counted as ties
 
 
 class NotRun(Exception):
@@ -204,6 +205,8 @@ def _trend(frame: pd.DataFrame, claim: Claim, column: str) -> np.ndarray:
     x = np.log2(np.asarray(table.columns, dtype=float))
     centred = x - x.mean()
     slopes = (table.to_numpy() - table.to_numpy().mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
+    # A run with no linear trend (1, 0, 1 over C = 5, 10, 20) sums to 0 only up to rounding: a tie, not a loss.
+    slopes[np.abs(slopes) < TREND_TIE] = 0.0
     return slopes * (x.max() - x.min())
 
 
