@@ -84,11 +84,9 @@ class Verdict:
         sensitive = " **rule-sensitive**" if self.rule_sensitive else ""
         if self.method == "exact computation":
             return f"- `{self.id}` {self.claim}: **{self.verdict}** ({self.measure} {self.estimate:.3g}, exact)."
-        interval = "" if math.isnan(self.low) else f", 95% CI [{self.low:+.3g}, {self.high:+.3g}]"
         return (
-            f"- `{self.id}` {self.claim}: **{self.verdict}**{sensitive} "
-            f"({self.measure} {self.estimate:+.3g}{interval}; {self.detail}; "
-            f"n = {self.n} {POPULATIONS[self.population]}, {self.method}, "
+            f"- `{self.id}` {self.claim}: **{self.verdict}**{sensitive} ({self.detail}; "
+            f"n = {self.n}, {POPULATIONS[self.population]}, {self.method}, "
             f"p = {self.p:.2g}, Holm p = {self.p_holm:.2g})."
         )
 
@@ -262,10 +260,11 @@ def _family_verdicts(claims: list[Claim], outcomes: dict[str, Outcome]) -> dict[
     return {c.id: (_decide(c, outcomes[c.id], s, m), s) for c, s, m in zip(ran, support, small)}
 
 
-def _detail(outcome: Outcome, registry: Registry) -> str:
+def _detail(outcome: Outcome) -> str:
+    """Each part's estimate, interval (bootstrap only) and wins, losses and ties."""
     parts = []
     for test, column in zip(outcome.tests, outcome.columns):
-        interval = "" if math.isnan(test.low) else f" [{test.low:+.3g}, {test.high:+.3g}]"
+        interval = "" if math.isnan(test.low) else f", 95% CI [{test.low:+.3g}, {test.high:+.3g}]"
         parts.append(
             f"{column} {test.estimate:+.3g}{interval} ({test.wins} wins, {test.losses} losses, {test.ties} ties)"
         )
@@ -351,7 +350,7 @@ def _verdict(claim, registry, outcome, decided, all_rules, sources) -> Verdict:
         p_holm=p_holm,
         method=weakest.method,
         measure=" & ".join(registry.measures[c].what for c in primary.columns),
-        detail=_detail(primary, registry),
+        detail=_detail(primary),
         sensitivity=sensitivity,
     )
 
