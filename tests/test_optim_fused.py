@@ -432,6 +432,8 @@ def test_under_capture_the_running_sums_wait_for_resync_running_sums(monkeypatch
         set_grads(params, t)
         opt.step()
     assert len(resyncs) == 2  # captured bookkeeping would not replay: none is captured
+    for p in params:
+        opt.state[p]["buffer_sum"].add_(1.0)  # a drift that only a resync removes
     opt.resync_running_sums()
     for p in params:
         s = opt.state[p]
@@ -531,24 +533,25 @@ def test_replays_leave_the_resync_to_resync_running_sums(monkeypatch):
     for t in range(4, 20):
         _cuda_grads(params, t)
         graph.replay()
+    for p in params:
+        opt.state[p]["buffer_sum"].add_(1.0)  # a drift that only a resync removes
     opt.resync_running_sums()
     torch.cuda.synchronize()
     for p in params:
         s = opt.state[p]
-        assert torch.equal(s["buffer_sum"], s["buffer"].sum(dim=0))
+        torch.testing.assert_close(s["buffer_sum"], s["buffer"].sum(dim=0), rtol=0, atol=1e-6)
         assert int(s["count"]) == 3
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("fuse", [False, True])
-def test_a_group_spanning_cpu_and_cuda_steps_as_on_one_device(fuse):
+def test_a_group_spanning_cpu_and_cuda_steps_as_on_one_device():
     # The first gradient is on the GPU, so the key is made there and copied to the CPU
     # bucket, whose decision the host reads: the copy must have landed.
     reference = make_params()
-    ref = AdamCM(reference, lr=0.01, topC=3, fused=fuse)
+    ref = AdamCM(reference, lr=0.01, topC=3)
     mixed = [p.detach().to("cuda" if i % 2 == 0 else "cpu").requires_grad_() for i, p in enumerate(make_params())]
-    opt = AdamCM(mixed, lr=0.01, topC=3, fused=fuse)
+    opt = AdamCM(mixed, lr=0.01, topC=3)
     for t in range(30):
         set_grads(reference, t)
         ref.step()
