@@ -267,4 +267,3 @@ class RunRecords:
         """Whether the directory holds a run that ended (done or diverged)."""
         previous = self.read_result()
         return previous is not None and previous.get("status") in ENDED
-

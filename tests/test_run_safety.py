@@ -286,7 +286,8 @@ def test_missing_data_is_one_line_and_leaves_no_run_directory(tmp_path):
     empty = tmp_path / "data"
     empty.mkdir()
     runs = tmp_path / "runs"
-    done = run_cli(["dataset=cifar10", "trainer.epochs=1", "trainer.lr_milestones=[]", f"paths.data_dir={empty}", f"paths.output_dir={runs}"])
+    overrides = ["trainer.epochs=1", "trainer.lr_milestones=[]", f"paths.data_dir={empty}", f"paths.output_dir={runs}"]
+    done = run_cli(["dataset=cifar10", *overrides])
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "cifar" in done.stderr.lower()
     assert [path for path in runs.rglob("*") if path.is_file() or "adam_cm/" in str(path)] == []  # no run directory

@@ -4,8 +4,8 @@
 A run directory is any folder below the root holding a ``result.json``: written with status
 ``running`` when a run starts (with its progress after every epoch), then ``done``, ``diverged``,
 ``failed`` or ``interrupted``, always with the resolved config; one that says ``running`` while
-no process holds its lock is reported ``stopped`` (killed; re-running resumes it). The report reads nothing else, so it works on a copy of ``results/runs``
-without the checkpoints.
+no process holds its lock is reported ``stopped`` (killed; re-running resumes it). The report
+reads nothing else, so it works on a copy of ``results/runs`` without the checkpoints.
 
 Run data the report must not turn into a table or figure (a ``metrics.jsonl`` that two processes
 wrote at once, no runs at all) raises :class:`ReportError`: one line, which

@@ -110,7 +110,8 @@ def load_checkpoint(path: Path) -> dict | None:
             f"checkpoint {path} is unreadable or holds more than a checkpoint does, and was not loaded "
             f"({type(error).__name__}: {_first_line(error)}); delete it to restart the run from scratch"
         ) from None
-    missing = {"epoch", "model", "optimizer", "scheduler", "rng", "config"} - set(payload) if isinstance(payload, dict) else None
+    required = {"epoch", "model", "optimizer", "scheduler", "rng", "config"}
+    missing = required - set(payload) if isinstance(payload, dict) else None
     if missing is None or missing:
         raise CheckpointError(
             f"checkpoint {path} is not a cmrepro checkpoint (lacks {sorted(missing or [])}); delete it"

@@ -100,9 +100,7 @@ def train(
             result = loop.run(cfg, run_dir, records, stop, env)
         except (Exception, KeyboardInterrupt) as error:
             if env.is_main:
-                _record_unfinished(
-                    run_dir, records, config, error, lambda: _unfinished_result(cfg, config, error, records, loop)
-                )
+                _record_unfinished(cfg, config, error, records, loop)
             raise
         finally:
             if stop.requested:
@@ -131,11 +129,9 @@ def _skip_ended(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
     return {**previous, "skipped": True}  # "skipped" only in what is returned, for the sweep's summary
 
 
-def _record_unfinished(
-    run_dir: Path, records: RunRecords, config: dict, error: BaseException, unfinished: Callable[[], dict]
-) -> None:
-    """After ``error`` (or a signal), in the process holding the lock: record the ``unfinished()``
-    result (so that a sweep and the report see what happened; the checkpoint and metrics of
+def _record_unfinished(cfg: DictConfig, config: dict, error: BaseException, records: RunRecords, loop: Loop) -> None:
+    """After ``error`` (or a signal), in the process holding the lock: record the unfinished
+    result (:func:`_unfinished_result`; so that a sweep and the report see what happened; the checkpoint and metrics of
     finished epochs stay, and re-running resumes from them) of the run this process started, or,
     for an error before it started, of the run the directory already held (unless its record is of
     another config). Nothing else changes a directory: an ended run's record, a refused command (a
@@ -145,13 +141,13 @@ def _record_unfinished(
         return
     if not records.started_here():
         if not records.hold_a_run():
-            remove_if_unstarted(run_dir, BEFORE_START)
+            remove_if_unstarted(records.run_dir, BEFORE_START)
             return
         previous = records.read_result()
         if isinstance(error, ConfigError) or (previous is not None and not _same_run(previous.get("config"), config)):
             return
     try:
-        records.write_result(unfinished())
+        records.write_result(_unfinished_result(cfg, config, error, records, loop))
     except RunFileError:
         # The disk that stopped the run refuses this too: result.json keeps the progress of the
         # last finished epoch, and readers, finding no process holding the run, call it stopped.
