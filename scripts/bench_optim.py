@@ -234,6 +234,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=8, help="untimed steps (fill the buffers: > topC)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--only", nargs="*", help="substrings of the rows to run")
+    parser.add_argument("--skip", nargs="*", default=[], help="substrings of the rows to leave out (after --only)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     parser.add_argument(
@@ -254,6 +255,7 @@ def main() -> None:
         return
 
     names = [name for name in candidates(device) if not args.only or any(s in name for s in args.only)]
+    names = [name for name in names if not any(s in name for s in args.skip)]
     if args.interleave:
         results = measure_interleaved(names, device, args.warmup, args.repeats)
     else:
