@@ -153,13 +153,24 @@ def _first_line(error: Exception) -> str:
 
 
 def check_command_line(argv: list[str], conf_dir: Path) -> DictConfig | None:
-    """Compose the (first) job of ``argv`` and check it; CommandLineError or ConfigError with one
-    line where it cannot run. The composed config, or None where flags leave it to Hydra."""
+    """Compose the first job of ``argv`` and check it, and the first job with each other option of
+    a swept config group in its place (``-m experiment=a,b,c``: every experiment file the sweep
+    reads, before any job starts); CommandLineError or ConfigError with one line where one cannot
+    run. The first job's composed config, or None where flags leave it to Hydra."""
     parsed = parse_overrides(argv)
     if parsed is None:
         return None
     check_path_components(parsed, conf_dir)
-    cfg = compose_config(conf_dir, first_job(parsed))
+    first = first_job(parsed)
+    for position, override in enumerate(parsed):
+        if override.is_sweep_override() and (conf_dir / override.key_or_group).is_dir():
+            for option in job_lines(override)[1:]:
+                _check_job([*first[:position], option, *first[position + 1 :]], conf_dir)
+    return _check_job(first, conf_dir)
+
+
+def _check_job(overrides: list[str], conf_dir: Path) -> DictConfig:
+    cfg = compose_config(conf_dir, overrides)
     config = OmegaConf.to_container(cfg, resolve=False)
     unknown = unknown_keys(config, conf_dir)
     if unknown:

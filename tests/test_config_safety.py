@@ -87,6 +87,20 @@ def test_a_malformed_yaml_file_stops_only_the_commands_that_use_it(conf_copy):
     assert _refusal(["optimizer=typo"], conf_copy).startswith(f"{conf_copy / 'optimizer' / 'typo.yaml'}, line 2")
 
 
+def test_every_experiment_file_a_sweep_reads_is_checked_before_it_starts(conf_copy):
+    (conf_copy / "experiment" / "broken.yaml").write_text("optimizer:\n  lr: [0.1\n")
+    (conf_copy / "experiment" / "from_env.yaml").write_text(
+        "# @package _global_\nbenchmark:\n  table: ${oc.env:CMREPRO_TEST_NEVER_SET}\n"
+    )
+    good = "table2/best/cifar100_adam"
+    sweep = ["-m", "seed=0,1", "scale=smoke"]
+    assert _refusal([*sweep, f"experiment={good},broken"], conf_copy).startswith(
+        f"{conf_copy / 'experiment' / 'broken.yaml'}, line 3"
+    )
+    assert _refusal([*sweep, f"experiment={good},from_env"], conf_copy).startswith("cannot resolve benchmark.table: ")
+    assert check_command_line([*sweep, f"experiment={good},table2/best/cifar100_adam_cm"], conf_copy) is not None
+
+
 def test_a_malformed_experiment_file_stops_only_the_tables_that_read_it(conf_copy, monkeypatch, capsys):
     experiments = conf_copy / "experiment"
     (experiments / "table2" / "best" / "cifar100_broken.yaml").write_text("hydra:\n  sweeper: {params: [\n")
