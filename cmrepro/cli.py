@@ -74,5 +74,5 @@ def run_sweep(hydra_main: Callable[[], None]) -> str | None:
             lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
             codes = [line for line in lines if "exit codes" in line]
             said = " ".join([lines[0].split(". ")[0].rstrip(".") + ".", *codes])
-            return f"the sweep stopped: a worker process died ({said}); joblib ended the jobs of its other workers"
+            return f"the sweep stopped: its worker pool broke ({said}); joblib ended the jobs of its other workers"
     return None

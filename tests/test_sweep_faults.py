@@ -34,7 +34,7 @@ def test_a_worker_killed_by_sigkill_ends_the_sweep_with_its_jobs_named_and_a_rer
     killed = run_cli(command, env={"CMREPRO_KILL_AT_STEP": "2", "OMP_NUM_THREADS": "1"})
     assert killed.returncode == 1
     assert "Traceback" not in killed.stderr, killed.stderr[-3000:]
-    assert "cmrepro.train: the sweep stopped: a worker process died (" in killed.stderr
+    assert "cmrepro.train: the sweep stopped: its worker pool broke (" in killed.stderr
     assert (
         "The exit codes of the workers are {SIGKILL(-9)}); joblib ended the jobs of its other workers" in killed.stderr
     )
