@@ -104,9 +104,9 @@ def summary(outcomes: list[JobOutcome], jobs: list[str] | None = None) -> tuple[
     unfinished = [o for o in outcomes if o.outcome not in FINISHED]
     lines += [f"  job {o.job} {o.outcome}: {o.run_dir}: {o.message}" for o in unfinished]
     recorded = {o.job for o in outcomes}
-    missing = [f"  job {n} no outcome (killed, or never started): {job}" for n, job in enumerate(jobs or []) if n not in recorded]
+    unrecorded = [(n, job) for n, job in enumerate(jobs or []) if n not in recorded]
+    missing = [f"  job {n} no outcome (killed, or never started): {job}" for n, job in unrecorded]
     lines += missing
     if missing:
         lines.append("  re-run the same command to finish them (finished runs are skipped, killed ones resume)")
     return lines, not missing and all(o.outcome in NOT_FAILED for o in outcomes)
-
