@@ -49,6 +49,8 @@ def relative_difference(a: float, b: float) -> float:
 
 def compare(first: list[dict], second: list[dict], rtol: float, atol: float) -> dict:
     """The verdict and the largest differences of two runs' rows."""
+    if not first or not second:
+        return {"agree": False, "reason": f"no epochs to compare ({len(first)} and {len(second)} rows)"}
     if [r.get("epoch") for r in first] != [r.get("epoch") for r in second]:
         return {
             "agree": False,

@@ -23,11 +23,14 @@ eager training-step benchmark of every dataset and the GPU-hour estimate from it
 and (5) fused step benchmarks (``TORCH_LOGS=perf_hints``); (6) the analysis metrics, the CIFAR
 data path and the optimizer step benchmarks, as time allows.
 
-``DEVICE_CHECKS_DRY=1`` runs the same steps with stub commands (on a CPU, in seconds), to test
-the deadline, the caps, the kill of a hung step and the three files: ``DEVICE_CHECKS_HANG``
+``DEVICE_CHECKS_DEVICE=cpu`` runs the real commands on a CPU instead (a rehearsal: the
+benchmarks are cut by their caps). ``DEVICE_CHECKS_DRY=1`` runs the same steps with stub
+commands (on a CPU, in seconds), to test the deadline, the caps, the kill of a hung step and
+the three files: ``DEVICE_CHECKS_HANG``
 names steps (comma-separated) whose stub hangs; ``DEVICE_CHECKS_CAP`` caps every step at that
-many seconds. Exit status: 0 when every step passed, 1 when one failed or was cut, 3 when
-step 0 failed.
+many seconds. ``DEVICE_CHECKS_ONLY`` (step names, comma-separated) runs those alone, after step 0's
+installs: a follow-up in what is left of a GPU window. Exit status: 0 when every step passed,
+1 when one failed or was cut, 3 when step 0 failed.
 
     python3 scripts/device_checks.py            # or: make device-checks
 """
@@ -44,6 +47,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,12 +85,14 @@ class Outcome:
 # ---------------------------------------------------------------- the steps
 
 
-def training_run(python: str, run_dir: Path, *extra: str, launcher: list[str] | None = None) -> list[str]:
+def training_run(
+    python: str, run_dir: Path, *extra: str, launcher: list[str] | None = None, device: str = "cuda"
+) -> list[str]:
     """A small real CUDA run: synthetic CIFAR-shaped images kept on the GPU, a half-width
-    ResNet18, Adam+CM, two epochs of eight steps, sharpness and m-sharpness after each epoch."""
+    ResNet18, Adam+CM, two epochs of four steps, sharpness and m-sharpness after each epoch."""
     overrides = [
         "dataset=synthetic_image",
-        "dataset.num_train=2048",
+        "dataset.num_train=1024",
         "dataset.num_val=512",
         "dataset.batch_size=256",
         "dataset.on_device=true",
@@ -100,7 +106,7 @@ def training_run(python: str, run_dir: Path, *extra: str, launcher: list[str] | 
         "trainer.epochs=2",
         "trainer.lr_milestones=[]",
         "trainer.progress=false",
-        "trainer.device=cuda",
+        f"trainer.device={device}",
         "trainer.keep_checkpoint=false",
         f"run_dir={run_dir}",
         *extra,
@@ -119,14 +125,19 @@ def bash(script: str) -> list[str]:
     return ["bash", "-c", script]
 
 
-def steps(python: str, results: Path) -> list[Step]:
+def steps(python: str, results: Path, device: str = "cuda") -> list[Step]:
+    """The checks in order. ``device``: cuda; cpu rehearses the same commands on a machine
+    without a GPU (DEVICE_CHECKS_DEVICE=cpu), to catch a bad argument before a GPU is lent."""
     runs = results / "runs"
+    run = partial(training_run, python, device=device)
     torchrun = [python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1"]
     compare = [python, "scripts/compare_runs.py"]
-    bench = [python, "scripts/bench_train.py", "--device", "cuda"]
-    timeout = ["-p", "timeout", "--timeout=120"] if _has_module("pytest_timeout") else []
+    bench = [python, "scripts/bench_train.py", "--device", device]
+    timeout = ["--timeout=120"] if _has_module("pytest_timeout") else []
+    # Four processes share the GPU: the compile-heavy tests compile on the CPU side in parallel.
+    parallel = ["-n", "4"] if _has_module("xdist") else []
     perf_hints = {"TORCH_LOGS": "perf_hints"}
-    stop_mid_epoch = {"CMREPRO_SIGNAL_AT_STEP": "11:TERM"}  # epoch 2, step 3 of 8
+    stop_mid_epoch = {"CMREPRO_SIGNAL_AT_STEP": "6:TERM"}  # epoch 2, step 2 of 4
     deterministic = "trainer.deterministic=true"
     return [
         Step("versions", 0, 60, bash(_VERSIONS.format(python=python))),
@@ -138,10 +149,11 @@ def steps(python: str, results: Path) -> list[Step]:
             240,
             [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "-o", "junit_family=xunit2"]
             + timeout
+            + parallel
             + [f"--junitxml={results / 'cuda_tests.xml'}", *cuda_test_files()],
         ),
-        Step("cuda_run", 2, 120, training_run(python, runs / "one_process")),
-        Step("torchrun_one_gpu", 2, 120, training_run(python, runs / "torchrun", launcher=torchrun)),
+        Step("cuda_run", 2, 120, run(runs / "one_process")),
+        Step("torchrun_one_gpu", 2, 120, run(runs / "torchrun", launcher=torchrun)),
         Step(
             "compare_torchrun",
             2,
@@ -149,16 +161,16 @@ def steps(python: str, results: Path) -> list[Step]:
             [*compare, str(runs / "one_process"), str(runs / "torchrun"), "--rtol", "1e-3", "--atol", "1e-6"]
             + ["--out", str(results / "compare_torchrun.json")],
         ),
-        Step("straight_deterministic", 2, 120, training_run(python, runs / "straight", deterministic)),
+        Step("straight_deterministic", 2, 120, run(runs / "straight", deterministic)),
         Step(
             "sigterm_mid_epoch",
             2,
             120,
-            training_run(python, runs / "resumed", deterministic),
+            run(runs / "resumed", deterministic),
             env=stop_mid_epoch,
             ok_codes=(143,),  # interrupted by SIGTERM, checkpointed inside epoch 2
         ),
-        Step("resume", 2, 120, training_run(python, runs / "resumed", deterministic)),
+        Step("resume", 2, 120, run(runs / "resumed", deterministic)),
         Step(
             "compare_resume",
             2,
@@ -208,7 +220,7 @@ def steps(python: str, results: Path) -> list[Step]:
             "bench_metrics",
             6,
             120,
-            [python, "scripts/bench_metrics.py", "--device", "cuda", "--out", str(results / "metrics_cuda.json")],
+            [python, "scripts/bench_metrics.py", "--device", device, "--out", str(results / "metrics_cuda.json")],
         ),
         Step(
             "data_path",
@@ -221,7 +233,7 @@ def steps(python: str, results: Path) -> list[Step]:
             "bench_optim",
             6,
             240,
-            [python, "scripts/bench_optim.py", "--device", "cuda", "--out", str(results / "optim_cuda.json")],
+            [python, "scripts/bench_optim.py", "--device", device, "--out", str(results / "optim_cuda.json")],
         ),
     ]
 
@@ -398,7 +410,10 @@ def main() -> int:
     for name in ("log.txt", "steps.tsv", "results.tgz"):
         (out / name).unlink(missing_ok=True)
     log = Log(out / "log.txt")
-    all_steps = steps(python, results)
+    all_steps = steps(python, results, os.environ.get("DEVICE_CHECKS_DEVICE", "cuda"))
+    only = set(filter(None, os.environ.get("DEVICE_CHECKS_ONLY", "").split(",")))
+    if only:  # a follow-up on a machine still warm: these steps, after step 0's installs
+        all_steps = [step for step in all_steps if step.essential or step.name in only]
     if dry:
         hanging = set(filter(None, os.environ.get("DEVICE_CHECKS_HANG", "").split(",")))
         all_steps = dry_run_steps(all_steps, python, results, hanging)

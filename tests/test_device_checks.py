@@ -89,6 +89,7 @@ def test_compare_runs_finds_the_largest_difference_and_ignores_timings(tmp_path)
     exact = compare_runs.compare(a, b, rtol=0, atol=0)
     assert not exact["agree"] and exact["outside_tolerance"] == 1 and exact["largest"][0]["key"] == "train_loss"
     assert not compare_runs.compare(a, a[:1], rtol=1, atol=1)["agree"]  # a missing epoch never agrees
+    assert not compare_runs.compare([], [], rtol=1, atol=1)["agree"]  # nor two runs killed before an epoch
     first, second = write_rows(tmp_path / "a", a), write_rows(tmp_path / "b", b)
     cli = [sys.executable, str(ROOT / "scripts" / "compare_runs.py"), str(first), str(second)]
     assert subprocess.run([*cli, "--rtol", "1e-2"], capture_output=True).returncode == 0
@@ -132,3 +133,9 @@ def test_device_results_unpack_into_their_folder_without_links(tmp_path) -> None
     (into / "stale.json").write_text("{}")
     assert unpack_device_results.unpack(archive, into) == ["hours_cuda.json"]
     assert sorted(p.name for p in into.iterdir()) == ["hours_cuda.json"]
+
+
+def test_a_follow_up_runs_the_steps_it_names_after_the_installs(tmp_path) -> None:
+    done = dry_run(tmp_path, DEVICE_CHECKS_ONLY="bench_compiled,bench_fused")
+    assert done.returncode == 0, done.stdout
+    assert list(table(tmp_path)) == ["wheels", "import", "bench_compiled", "bench_fused"]
