@@ -65,6 +65,18 @@ def test_exact_sign_flip_p_values_match_hand_counts():
     assert stats.sign_flip_p(d) == pytest.approx((comb(25, 23) + comb(25, 24) + 1) / 2**25)
 
 
+def test_a_grid_of_outcomes_is_still_tested_exactly_beyond_twenty_cells():
+    # 22 nonzero 0/1 differences, shifted by a minimum effect: three sizes, counted exactly, equal to
+    # the enumeration of all 2^22 sign patterns (the Monte Carlo fallback would differ in the digits)
+    d = np.r_[np.ones(13), -np.ones(9), np.zeros(5)]
+    for shift, upper in ((0.0, True), (0.05, False), (0.05, True)):
+        centred = (d - shift)[d - shift != 0] * (1 if upper else -1)
+        enumerated = np.mean(stats._sign_flip_sums(np.abs(centred)) >= centred.sum() - 1e-9)
+        assert stats.sign_flip_p(d, shift, upper) == pytest.approx(enumerated, abs=1e-12)
+    assert stats.paired_test(d, 0.05, exact=True).method == "exact sign-flip"
+    assert stats.paired_test(np.linspace(-1, 2, 49), 0.05, exact=True).method == "sign-flip, Monte Carlo"
+
+
 def test_holm_matches_a_hand_computed_case():
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max 0.06
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])

@@ -373,9 +373,9 @@ def claims_frame(verdicts: list[Verdict], registry: Registry | None = None) -> p
     return pd.DataFrame(rows)
 
 
-def write_claims(out: Path) -> list[Verdict]:
+def write_claims(out: Path, registry: Registry | None = None) -> list[Verdict]:
     """``claims.csv`` beside the experiments' CSVs: one row per claim, for the results index."""
-    registry = load()
+    registry = registry or load()
     verdicts = evaluate(out, registry)
     claims_frame(verdicts, registry).to_csv(out / "claims.csv", index=False, float_format="%.6g")
     return verdicts

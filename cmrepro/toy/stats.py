@@ -30,7 +30,8 @@ RESAMPLES = 10_000
 SEED = 0  # the bootstrap's own generator: the same CSVs always give the same intervals and p-values
 EXACT_BELOW = 20  # fewer runs than this: the exact test, not the bootstrap
 ENUMERATE_UP_TO = 20  # nonzero differences the exact test enumerates (2^20 sign patterns)
-MONTE_CARLO = 100_000  # sign patterns drawn beyond that (a grid of 49 starts with real values)
+FEW_SIZES = 3  # beyond ENUMERATE_UP_TO, exact while the differences take at most this many values
+MONTE_CARLO = 20_000  # else sign patterns drawn (a grid of 49 starts with real values): p to about 1e-4
 
 VERDICTS = ("supported", "negligible", "no difference", "not supported", "inconclusive")
 
@@ -85,12 +86,29 @@ def _sign_flip_sums(magnitudes: np.ndarray) -> np.ndarray:
     return sums
 
 
+def few_values(differences: np.ndarray) -> bool:
+    """Whether the differences take at most ``FEW_SIZES`` values (0/1 outcomes give -1, 0 and 1): then
+    the sign-flip tail is exact at any n and any shift (:func:`_grouped_tail`)."""
+    return np.unique(np.asarray(differences, dtype=np.float64)).size <= FEW_SIZES
+
+
+def _grouped_tail(centred: np.ndarray, observed: float, tolerance: float) -> float:
+    """The exact tail when the magnitudes take few sizes: each size's count of plus signs is binomial,
+    independent of the other sizes', so the share of sign patterns is a sum over the grid of counts."""
+    sizes, group = np.unique(np.abs(centred), return_inverse=True)
+    counts = np.bincount(group)
+    grids = np.meshgrid(*[np.arange(n + 1) for n in counts], indexing="ij")
+    sums = sum(size * (2 * k - n) for size, k, n in zip(sizes, grids, counts))
+    weights = np.prod([binom.pmf(k, n, 0.5) for k, n in zip(grids, counts)], axis=0)
+    return float(min(1.0, weights[sums >= observed - tolerance].sum()))
+
+
 def sign_flip_p(differences: np.ndarray, shift: float = 0.0, upper: bool = True, seed: int = SEED) -> float:
     """Exact one-sided p-value of the sign-flip permutation test of "the differences are symmetric
     about ``shift``": the share of sign patterns whose sum is at least (``upper``) or at most the
     observed one. Zeros (after the shift) carry no sign and are dropped. Beyond ``ENUMERATE_UP_TO``
-    nonzero differences: the exact binomial tail when they share one magnitude (the sign test),
-    else ``MONTE_CARLO`` seeded patterns."""
+    nonzero differences: still exact when they take few values (:func:`few_values`: a grid's 0/1
+    outcomes), else ``MONTE_CARLO`` seeded patterns (a grid's real-valued losses)."""
     centred = np.asarray(differences, dtype=np.float64) - shift
     centred = centred[centred != 0]
     if centred.size == 0:
@@ -101,11 +119,11 @@ def sign_flip_p(differences: np.ndarray, shift: float = 0.0, upper: bool = True,
     tolerance = 1e-9 * max(1.0, float(magnitudes.sum()))
     if centred.size <= ENUMERATE_UP_TO:
         return float(np.mean(_sign_flip_sums(magnitudes) >= observed - tolerance))
-    if np.ptp(magnitudes) <= tolerance:
-        wins = int(np.sum(centred > 0))
-        return float(binom.sf(wins - 1, centred.size, 0.5))
-    signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(MONTE_CARLO, centred.size))
-    return _tail_share(int(np.sum(signs @ magnitudes >= observed - tolerance)), MONTE_CARLO)
+    if few_values(differences):
+        return _grouped_tail(centred, observed, tolerance)
+    flips = np.random.default_rng(seed).random((MONTE_CARLO, centred.size)) < 0.5
+    sums = magnitudes.sum() - 2.0 * (flips @ magnitudes)
+    return _tail_share(int(np.sum(sums >= observed - tolerance)), MONTE_CARLO)
 
 
 @dataclass(frozen=True)
@@ -126,7 +144,8 @@ class Sampler:
     def method(self) -> str:
         if not self.exact:
             return "bootstrap"
-        return "exact sign-flip" if np.count_nonzero(self.differences) <= ENUMERATE_UP_TO else "sign-flip (large n)"
+        exact = np.count_nonzero(self.differences) <= ENUMERATE_UP_TO or few_values(self.differences)
+        return "exact sign-flip" if exact else "sign-flip, Monte Carlo"
 
     def interval(self) -> tuple[float, float]:
         return (float("nan"), float("nan")) if self.exact else _percentiles(self._means)

@@ -192,7 +192,7 @@ def _notes(out: Path) -> list[str]:
 
 def write_summary(out: Path, figures: Path) -> None:
     registry = load()
-    verdicts = write_claims(out)
+    verdicts = write_claims(out, registry)
     populations = ", ".join(f"{key}: {words}" for key, words in POPULATIONS.items())
     parts = [
         "# Toy experiments (Sections 3.2 and 4, Appendices A.1-A.3)",
