@@ -126,9 +126,13 @@ MACHINES = (
 )
 
 
-# Measured: the same commit's `make reproduce-toy` on another machine, compared with the committed verdicts
-# by `python -m cmrepro.toy.verdicts` (empty until measured).
-ACROSS_MACHINES = ""
+# Measured: the committed runs of 3204eb9 rerun on the GPU machine's CPU, compared with the committed
+# verdicts by `python -m cmrepro.toy.verdicts`' compare (README, "Toy experiments").
+ACROSS_MACHINES = (
+    " Measured once: the committed results (commit 3204eb9) rerun on a 16-core Intel Xeon with torch 2.11.0 "
+    "and Python 3.12 (the development machine: torch 2.14.1, Python 3.11) gave 106 of 106 verdicts and every "
+    "estimate as committed; other machines may still differ in the last digits."
+)
 
 LEVY_SCALE = (
     "The paper's Levy values (loss 12.5-14.4, sharpness 62-66) are far from what our runs reach from "
