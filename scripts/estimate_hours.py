@@ -14,6 +14,18 @@ measured on another machine). Prints a table and writes JSON:
     python scripts/bench_train.py --device cuda --datasets tinyimagenet five_datasets \
         --out results/bench/streams_cuda.json
     python scripts/estimate_hours.py results/bench/train_cuda.json results/bench/streams_cuda.json
+
+Without a GPU bench file, ``--reference`` estimates H200-hours from a reference step time instead
+(docs/gpu_hours.md): a CIFAR ResNet34 training step at batch 64 took 15.5-17 ms eager and 3.4 ms under
+torch.compile(mode="reduce-overhead") on one H200 (torch's own ResNet34 step, measured outside this
+project). Each dataset's step, and each evaluation batch, is that time scaled by its work relative to
+the reference step (scripts/step_costs.py: FLOPs, or operator calls where the model is too small to be
+FLOP-bound, whichever ratio is larger; "traffic": memory traffic counted too, an upper figure for
+memory-bound models); SAM's second pass, the evaluation passes and the analysis
+figures' sharpness estimates are counted. Covers the tables, their grids, reproduce-meg and the
+analysis figures (figure8, 9, 10, 19, 20):
+
+    python scripts/estimate_hours.py --reference --out results/bench/hours_reference.json
 """
 
 from __future__ import annotations
@@ -66,10 +78,20 @@ def estimate(step_seconds: dict[str, float], steps_per_epoch: dict[str, int]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bench", type=Path, nargs="+", help="JSON written by scripts/bench_train.py")
+    parser.add_argument("bench", type=Path, nargs="*", help="JSON written by scripts/bench_train.py")
     parser.add_argument("--step", action="append", default=[], help="dataset=seconds per step, replacing a measure")
+    parser.add_argument(
+        "--reference", action="store_true", help="no bench file: H200-hours from the reference step (docs/gpu_hours.md)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.reference:
+        if args.bench or args.step:
+            parser.error("--reference takes no bench files or --step: it estimates from the reference step alone")
+        write_reference(args.out)
+        return
+    if not args.bench:
+        parser.error("give the bench files of scripts/bench_train.py, or --reference to estimate without one")
     missing = [str(path) for path in args.bench if not path.is_file()]
     if missing:
         parser.error(f"no bench file {', '.join(missing)}: write it with scripts/bench_train.py --out")
@@ -99,6 +121,25 @@ def main() -> None:
                 indent=2,
             )
         )
+
+
+def write_reference(out: Path | None) -> None:
+    """Print the reference estimate (eager 17 ms, eager 15.5 ms and compiled 3.4 ms totals); write its JSON."""
+    from reference_hours import reference_estimate  # beside this script; needs the models (torch)
+
+    estimate = reference_estimate()
+    datasets = list(estimate["meta"]["step_seconds"])
+    print("H200-hours estimated from a reference step time (docs/gpu_hours.md); eager at 17 ms per CIFAR ResNet34 step")
+    totals = f"{'total':>10s}{'15.5 ms':>10s}{'compiled':>10s}{'traffic':>10s}"
+    print(f"{'target':18s}" + "".join(f"{name:>14s}" for name in datasets) + totals)
+    for row in estimate["rows"]:
+        cells = "".join(f"{row['hours'].get(name, 0.0):14.1f}" for name in datasets)
+        totals = f"{row['total']:10.1f}{row['total_eager_low']:10.1f}{row['total_compiled']:10.1f}"
+        totals += f"{row['total_traffic_bound']:10.1f}"
+        print(f"{row['target']:18s}{cells}{totals}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(estimate, indent=2))
 
 
 if __name__ == "__main__":

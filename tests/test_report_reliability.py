@@ -156,14 +156,14 @@ def test_a_cell_whose_runs_all_diverged_shows_as_diverged_not_missing_nor_nan(tm
     latex = (tmp_path / "tables" / "table2.tex").read_text()
     assert "nan" not in markdown.lower() and "nan" not in latex.lower()
     assert "| Adam | missing · paper 179.4 ± 2.8 (n=0/5) | diverged 5/5 · paper 93.9 ± 0.3 (n=0/5) |" in markdown
-    assert "93.1 ± 0.1 · paper 94.0 ± 0.3 · Δ -0.9 (n=4/5, diverged 1/5)" in markdown
+    assert "93.1 ± 0.1 · paper 94.0 ± 0.3 · Δ -0.9 · differs (n=4/5, diverged 1/5)" in markdown
     assert "diverged 1/5 · paper 93.8 ± 0.4 (n=0/5, 1 not done)" in markdown
     missing = next(line for line in markdown.splitlines() if line.startswith("**Missing cells**"))
     assert "cifar10/adam (" not in missing and "cifar10/adam_cm" not in missing
     assert "cifar10/adam_cg (val_accuracy)" in missing  # its failed run can still give it a value
     assert "**Diverged cells** (1), every run a non-finite loss: cifar10/adam (val_accuracy, diverged 5/5)." in markdown
     assert "Adam & -- (179.4) & diverged 5/5 (93.9) &" in latex
-    assert "Adam+CM & -- (163.2) & 93.1 $\\pm$ 0.1 [diverged 1/5] (94.0) &" in latex
+    assert "Adam+CM & -- (163.2) & 93.1 $\\pm$ 0.1 [diverged 1/5]$^{\\neq}$ (94.0) &" in latex
     text = (tmp_path / "tables" / "table2.csv").read_text()
     cells = pd.read_csv(tmp_path / "tables" / "table2.csv").set_index(["dataset", "optimizer"])
     assert "nan" not in text.lower() and len(cells) == 20  # the paper's cells, no stray one

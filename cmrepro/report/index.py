@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .full_scale_status import full_scale_status
 from .render import markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,6 +223,7 @@ class HourEstimate:
     device: str  # "NVIDIA H200", "cpu", ...
     on_gpu: bool
     hours: dict[str, dict[str, float]]  # target -> dataset -> hours (NaN: not measured)
+    reference: bool = False  # estimate_hours.py --reference: from a reference step time, not measured
 
 
 def read_hour_estimates(root: Path) -> list[HourEstimate]:
@@ -233,20 +235,37 @@ def read_hour_estimates(root: Path) -> list[HourEstimate]:
         on_gpu = bool(sources) and all(str(s.get("device", "")).startswith("cuda") for s in sources)
         device = ", ".join(sorted({str(s.get("gpu") or s.get("device")) for s in sources}))
         hours = {row["target"]: row["hours"] for row in data["rows"]}
-        estimates.append(HourEstimate(path.relative_to(root).as_posix(), device, on_gpu, hours))
+        reference = data["meta"].get("method") == "reference"
+        estimates.append(HourEstimate(path.relative_to(root).as_posix(), device, on_gpu, hours, reference))
     return sorted(estimates, key=lambda e: not e.on_gpu)
 
 
+REFERENCE_WORDS = "estimated from a reference step time; `make device-checks` replaces it with measured ones"
+
+
 def gpu_status(target: str, estimates: list[HourEstimate]) -> str:
+    """Measured GPU hours (datasets the GPU bench lacks taken from the reference estimate), else the
+    reference estimate, else CPU-hours."""
     gpu = next((e for e in estimates if e.on_gpu and target in e.hours), None)
+    reference = next((e for e in estimates if e.reference and target in e.hours), None)
     if gpu is not None:
-        return f"needs GPUs (about {_hours(gpu.hours[target])} GPU-hours on {gpu.device}, {gpu.path})"
+        hours, filled = with_reference(gpu.hours[target], reference.hours[target] if reference else {})
+        note = f"; {', '.join(filled)} from the reference estimate, {reference.path}" if filled else ""
+        return f"needs GPUs (about {_hours(hours)} GPU-hours on {gpu.device}, {gpu.path}{note})"
+    if reference is not None:
+        return f"needs GPUs (~{_hours(reference.hours[target])} H200-hours ({REFERENCE_WORDS}), {reference.path})"
     cpu = next((e for e in estimates if target in e.hours), None)
     if cpu is None:
         return "needs GPUs (GPU-hours not estimated)"
     return (
         f"needs GPUs (GPU-hours not estimated; from CPU step times {_hours(cpu.hours[target])} CPU-hours, {cpu.path})"
     )
+
+
+def with_reference(measured: dict[str, float], reference: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+    """``measured`` with the datasets it lacks (absent or NaN) taken from ``reference``; and their names."""
+    filled = sorted(d for d, v in reference.items() if math.isnan(measured.get(d, math.nan)) and not math.isnan(v))
+    return {**measured, **{d: reference[d] for d in filled}}, filled
 
 
 def _hours(by_dataset: dict[str, float]) -> str:
@@ -261,6 +280,7 @@ def status(artefact: Artefact, claims: pd.DataFrame | None, estimates: list[Hour
     if artefact.experiments:
         parts.append(toy_status(artefact, claims, root))
     if artefact.gpu:
+        parts += full_scale_status(artefact.name, root)  # full-scale verdicts only, never smoke ones
         parts.append(gpu_status(artefact.gpu, estimates))
     if artefact.where:
         parts.append("descriptive, encoded in configs")
@@ -282,8 +302,11 @@ tied, **not supported**: an effect of the declared size ruled out or contradicte
 and the worst claim with its estimate; **rule-sensitive**: escape claims whose verdict changes with the escape
 rule. Every claim, its quote from the paper, test and interval: `results/toy/README.md` (and
 `results/toy/claims.csv`). **drawn** (a figure with no claim to test), **needs GPUs** (GPU-hours from
-`scripts/estimate_hours.py` when a GPU benchmark exists), **descriptive** (settings the paper lists, encoded in
-configs and `cmrepro/paper_data/`). Smoke runs write under `results/smoke/`.
+`scripts/estimate_hours.py`: measured where a GPU benchmark exists, else estimated from a reference step time,
+`docs/gpu_hours.md`), **descriptive** (settings the paper lists, encoded in configs and `cmrepro/paper_data/`).
+Training artefacts with full-scale runs also show their Section 5 claims' verdicts (`results/claims/section5.csv`,
+`python -m cmrepro.report.claims`) and their table cells against the paper; smoke verdicts are never shown here.
+Smoke runs write under `results/smoke/`.
 
 """
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .claim_stats import DIFFERS, MATCHES, MIN_CELL_RUNS, TOO_FEW
 from .tables import SMOKE, diverged_count, mixed_scales, shows_diverged
+
+# Each cell's verdict against the paper (``claim_stats.cell_verdict``) as a superscript in LaTeX.
+LATEX_VERDICT_MARKS = {MATCHES: "=", DIFFERS: "\\neq", TOO_FEW: "?"}
+LATEX_VERDICT_NOTE = (
+    "Superscripts: = the paper's mean lies inside our 95% interval over seeds widened by the paper's std, "
+    f"$\\neq$ it does not, ? fewer than {MIN_CELL_RUNS} finished seeds."
+)
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
@@ -60,6 +68,8 @@ def _latex_entry(cell: pd.Series, mark_smoke: bool = False) -> str:
         ours = "--" if pd.isna(cell["mean"]) else _latex_mean_std(cell["mean"], cell["std"])
         ours += f" [{diverged_count(cell)}]" if cell["diverged"] else ""
     ours += "$^\\dagger$" if mark_smoke and cell["scale"] == SMOKE else ""
+    verdict = LATEX_VERDICT_MARKS.get(str(cell.get("paper_verdict", "")).partition(" (")[0])
+    ours += f"$^{{{verdict}}}$" if verdict and not pd.isna(cell["mean"]) else ""
     return ours if pd.isna(cell["paper_mean"]) else f"{ours} ({cell['paper_mean']:.1f})"
 
 

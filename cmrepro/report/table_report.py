@@ -16,9 +16,10 @@ import pandas as pd
 
 from ..paper_data import PAPER_DATA
 from ..paper_names import PAPER_NAME_OF_DATASET, PAPER_NAME_OF_OPTIMIZER
+from .claim_stats import DIFFERS, MATCHES, MIN_CELL_RUNS, TOO_FEW
 from .curves import plot_validation_curves
 from .notes import caption_note, table_notes
-from .render import latex_table, markdown_table
+from .render import LATEX_VERDICT_NOTE, latex_table, markdown_table
 from .run_table import ReportError, load_metrics, load_runs, setting_label
 from .speedup import WINDOW, speedup_cells
 from .tables import (
@@ -39,6 +40,11 @@ from .tables import (
 )
 
 PAPER_BEST_SETTINGS = PAPER_DATA / "best_hyperparameters.csv"
+VERDICT_RULE = (
+    f"Each cell against the paper: **{MATCHES}** when the paper's mean lies inside our 95% t-interval of the "
+    f"mean over seeds widened on each side by the paper's std, **{DIFFERS}** otherwise, **{TOO_FEW}** under "
+    f"{MIN_CELL_RUNS} finished seeds (columns low, high, paper_verdict of the CSV)."
+)
 TABLES = ("table2", "table3", "table4", "appendix")
 CAPTIONS = {
     "table2": "Best validation perplexity (PTB) and accuracy (%) over five seeds; paper's value in parentheses.",
@@ -97,7 +103,8 @@ def check_one_scale(cells: pd.DataFrame, table: str, runs_root: Path) -> None:
 def _latex_caption(table: str, cells: pd.DataFrame, runs: pd.DataFrame) -> str:
     scale = scale_title(cells, mark="$\\dagger$")
     scale = f"{scale[:1].upper()}{scale[1:]}. " if scale else ""
-    return f"{scale}{CAPTIONS.get(table, table)} {caption_note(table, runs)}".strip()
+    marks = f"{LATEX_VERDICT_NOTE} " if cells["paper_verdict"].astype(bool).any() else ""
+    return f"{scale}{CAPTIONS.get(table, table)} {marks}{caption_note(table, runs)}".strip()
 
 
 def _table_markdown(table: str, cells: pd.DataFrame, runs: pd.DataFrame, notes: tuple[str, str] = ("", "")) -> str:
@@ -108,7 +115,8 @@ def _table_markdown(table: str, cells: pd.DataFrame, runs: pd.DataFrame, notes: 
         _heading(f"{table}: ours beside the paper's", cells),
         f"{CAPTIONS.get(table, '')} Each cell: ours (mean ± sample std over finished seeds) · the paper's · "
         f"Δ = ours − paper, ✓ where |Δ| ≤ the paper's std · n = finished runs of {SEEDS_PER_CELL} · "
-        "diverged k/5: runs ended by a non-finite loss, left out of the mean.\n",
+        "diverged k/5: runs ended by a non-finite loss, left out of the mean. "
+        f"{VERDICT_RULE}\n",
         *([above] if above else []),
         markdown_table(paper_layout(cells)),
         *([below] if below else []),

@@ -22,6 +22,7 @@ import pandas as pd
 from ..paper_data import PAPER_DATA
 from ..paper_names import CONFIG_NAME_OF_PAPER_DATASET, FACTORY_NAME_OF_PAPER_OPTIMIZER, PAPER_NAME_OF_OPTIMIZER
 from ..run_files import DIVERGED, DONE
+from .claim_stats import SMOKE_NOTE, cell_interval, cell_verdict
 
 PAPER_TABLES = PAPER_DATA / "tables.csv"
 # Tables whose published cells live in a file of their own: "appendix" holds the numbers the
@@ -40,7 +41,12 @@ LOWER_IS_BETTER = ("val_perplexity", "val_loss")
 STATUS_COLUMNS = ["diverged", "not_done", "scale"]
 VALUE_COLUMNS = ["metric", "mean", "std", "runs", "diverged", "not_done", "settings", "scale"]
 OUR_COLUMNS = ["table", "dataset", "optimizer", *VALUE_COLUMNS]
-CELL_COLUMNS = [*OUR_COLUMNS, "paper_mean", "paper_std", "difference", "within_paper_std"]
+# low, high: the 95% interval of our mean over seeds; paper_verdict: the cell against the paper.
+VERDICT_COLUMNS = ["low", "high", "paper_verdict"]
+CELL_COLUMNS = [*OUR_COLUMNS, "paper_mean", "paper_std", "difference", "within_paper_std", *VERDICT_COLUMNS]
+# Metrics computed once from seed-averaged curves (Table 3's speed-up): no interval over seeds, no
+# cell verdict; the claims test their per-seed counterpart (cmrepro/report/claims.py).
+SEED_AVERAGED = ("speedup",)
 SMOKE, FULL, MIXED = "smoke", "full", "mixed"
 SMOKE_MARK = "†"
 SMOKE_WORDS = "stand-in data, a few steps; not comparable to the paper"
@@ -68,7 +74,22 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     cells["difference"] = cells["mean"] - cells["paper_mean"]
     within = cells["difference"].abs() <= cells["paper_std"]
     cells["within_paper_std"] = within.where(cells["difference"].notna() & cells["paper_std"].notna())
-    return cells[CELL_COLUMNS]
+    return cells.assign(**paper_verdicts(cells))[CELL_COLUMNS]
+
+
+def paper_verdicts(cells: pd.DataFrame) -> dict[str, list]:
+    """Each cell's 95% interval over seeds and its verdict against the paper (``claim_stats.cell_verdict``:
+    "matches the paper", "differs", "too few runs"); a smoke cell's verdict says it is no evidence."""
+    low, high, verdicts = [], [], []
+    for cell in cells.itertuples(index=False):
+        interval = cell_interval(cell.mean, cell.std, cell.runs)
+        verdict = (
+            "" if cell.metric in SEED_AVERAGED else cell_verdict(cell.runs, *interval, cell.paper_mean, cell.paper_std)
+        )
+        low.append(interval[0])
+        high.append(interval[1])
+        verdicts.append(f"{verdict} ({SMOKE_NOTE})" if verdict and cell.scale == SMOKE else verdict)
+    return {"low": low, "high": high, "paper_verdict": verdicts}
 
 
 def _in_paper_order(cells: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -189,7 +210,8 @@ def _entry(cell: pd.Series, mark_smoke: bool = False) -> str:
     if pd.isna(cell["mean"]):
         return f"{ours} · paper {paper} ({runs})"
     mark = " ✓" if cell["within_paper_std"] is True else ""
-    return f"{ours} · paper {paper} · Δ {cell['difference']:+.1f}{mark} ({runs})"
+    verdict = f" · {cell['paper_verdict']}" if cell.get("paper_verdict") else ""
+    return f"{ours} · paper {paper} · Δ {cell['difference']:+.1f}{mark}{verdict} ({runs})"
 
 
 def _ours(cell: pd.Series) -> str:
