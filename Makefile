@@ -142,10 +142,19 @@ reproduce-all:
 	$(MAKE) reproduce-toy
 	$(MAKE) reproduce-table2 reproduce-table3 reproduce-table4 reproduce-meg SCALE=$(SCALE)
 	$(MAKE) $(if $(filter smoke,$(SCALE)),analysis-figures-smoke,analysis-figures)
+	$(MAKE) claims SCALE=$(SCALE)
 	$(MAKE) index
 
 index:
 	$(PY) -m cmrepro.report index
+
+# The claims of Section 5 and Appendix A.3 (conf/claims/section5.yaml) over the training runs, each
+# printed with its verdict and written to results/claims/section5.csv; SCALE=smoke judges the smoke
+# runs into results/smoke/claims/, every line marked "smoke: stand-in data, not evidence".
+.PHONY: claims
+claims:
+	$(PY) -m cmrepro.report.claims \
+		$(if $(filter smoke,$(SCALE)),--runs results/smoke/runs --out results/smoke,--runs results/runs --out results)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -293,3 +293,15 @@ def test_a_smoke_cell_verdict_says_it_is_no_evidence(tmp_path):
     write_table_report("table2", tmp_path / "runs", tmp_path / "tables", tmp_path / "figures")
     cells = pd.read_csv(tmp_path / "tables" / "table2.csv").set_index(["dataset", "optimizer"])
     assert cells.loc[("cifar10", "adam_cm"), "paper_verdict"] == f"{DIFFERS} ({SMOKE_NOTE})"
+
+
+def test_make_reproduce_all_smoke_judges_the_smoke_runs_into_results_smoke():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "claims", "SCALE=smoke"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "-m cmrepro.report.claims" in dry and "--runs results/smoke/runs --out results/smoke" in dry
+    every = subprocess.run(["make", "--no-print-directory", "-n", "reproduce-all", "SCALE=smoke"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "claims SCALE=smoke" in every
