@@ -3,9 +3,9 @@
 The toy registry (``cmrepro.toy.registry``) declares claims over per-run CSVs of the toy
 experiments; this one declares claims over run directories of training runs: which runs
 (``benchmark.table``, dataset, an optimizer or a mapping of run columns) are compared on which
-per-run measure. It reuses the toy registry's measures (direction and minimum effect), sentences
-and error type, so both registries read alike; this module adds the claim shape and the
-expansion of a list of ``a`` or ``b`` entries into one claim each.
+per-run measure. It reads and checks the file, its measures (direction and minimum effect) and its
+sentences with the toy registry's own functions, so both registries read alike; this module adds
+the claim shape and the expansion of a list of ``a`` or ``b`` entries into one claim each.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from ..paper_names import PAPER_NAME_OF_OPTIMIZER
-from ..toy.registry import Measure, RegistryError, Sentence, _measure
+from ..toy.registry import Measure, RegistryError, Sentence, read_measure, read_registry_file, read_sentences
 
 REGISTRY = Path(__file__).resolve().parents[2] / "conf" / "claims" / "section5.yaml"
 TESTS = ("paired", "equivalent")
@@ -118,34 +116,12 @@ def _claims(raw: dict, sentence: str, measures: dict[str, Measure]) -> list[Clai
 
 
 def load(path: Path = REGISTRY) -> Registry:
-    """The registry at ``path``, checked: unique ids, declared measures, same_as naming real claims."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
-        problem = " ".join(str(error).split())
-        raise RegistryError(f"{path}: cannot read the claims registry ({problem}); restore it from git") from None
-    if not isinstance(raw, dict) or "measures" not in raw or "sentences" not in raw:
-        raise RegistryError(f"{path}: not a claims registry: it needs 'measures' and 'sentences'")
-    measures = {name: _measure(name, spec) for name, spec in raw["measures"].items()}
-    sentences, claims = [], []
-    for entry in raw["sentences"]:
-        where = f"sentence {entry.get('id', '(no id)')}"
-        if not entry.get("id") or not entry.get("quote") or not entry.get("place"):
-            raise _fail(where, "a sentence needs an id, its quote and its place in the paper")
-        mine = [claim for spec in entry.get("claims", ()) for claim in _claims(spec, entry["id"], measures)]
-        if not (mine or entry.get("same_as") or entry.get("not_testable")):
-            raise _fail(where, "neither claims, same_as nor not_testable: say how the sentence is tested")
-        claims += mine
-        quote = " ".join(entry["quote"].split())
-        same_as = tuple(entry.get("same_as", ()))
-        sentences.append(Sentence(entry["id"], entry["place"], quote, tuple(c.id for c in mine), same_as,
-                                  entry.get("not_testable")))  # fmt: skip
-    ids = [c.id for c in claims]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise _fail(f"claims {repeated}", "ids must be unique")
-    for sentence in sentences:
-        unknown = [i for i in sentence.same_as if i not in ids]
-        if unknown:
-            raise _fail(f"sentence {sentence.id}", f"same_as names no declared claim: {unknown}")
+    """The registry at ``path``, checked as the toy registry is (``toy.registry.read_sentences``)."""
+    raw = read_registry_file(path)
+    measures = {name: read_measure(name, spec, _fail) for name, spec in raw["measures"].items()}
+    sentences, claims = read_sentences(
+        raw["sentences"],
+        lambda sentence, specs: [claim for spec in specs for claim in _claims(spec, sentence, measures)],
+        _fail,
+    )
     return Registry(measures, tuple(sentences), tuple(claims))

@@ -8,6 +8,7 @@ module reads it into frozen dataclasses and refuses a malformed entry with one l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,12 +108,12 @@ def _fail(where: str, problem: str) -> RegistryError:
     return RegistryError(f"conf/toy/claims.yaml: {where}: {problem}")
 
 
-def _measure(name: str, raw: dict) -> Measure:
+def read_measure(name: str, raw: dict, fail=_fail) -> Measure:
     if raw.get("better") not in DIRECTIONS:
-        raise _fail(f"measure {name}", f"better={raw.get('better')!r} must be one of {DIRECTIONS}")
+        raise fail(f"measure {name}", f"better={raw.get('better')!r} must be one of {DIRECTIONS}")
     effect = raw.get("min_effect")
     if not isinstance(effect, (int, float)) or effect < 0:
-        raise _fail(f"measure {name}", f"min_effect={effect!r} must be a number >= 0 (the smallest gap that matters)")
+        raise fail(f"measure {name}", f"min_effect={effect!r} must be a number >= 0 (the smallest gap that matters)")
     return Measure(name, raw["better"], float(effect), str(raw.get("what", name)), tuple(raw.get("alternatives", ())))
 
 
@@ -176,8 +177,9 @@ def _claim(raw: dict, sentence: str, measures: dict[str, Measure]) -> Claim:
     )
 
 
-def load(path: Path = REGISTRY) -> Registry:
-    """The registry at ``path``, checked: unique ids, declared measures, same_as naming real claims."""
+def read_registry_file(path: Path) -> dict:
+    """A claims registry file's content: a mapping with ``measures`` and ``sentences`` (this registry's,
+    or the full-scale one of ``cmrepro.report.claim_registry``); one line when it is not one."""
     try:
         raw = yaml.load(Path(path).read_text(), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError) as error:
@@ -185,19 +187,21 @@ def load(path: Path = REGISTRY) -> Registry:
         raise RegistryError(f"{path}: cannot read the claims registry ({problem}); restore it from git") from None
     if not isinstance(raw, dict) or "measures" not in raw or "sentences" not in raw:
         raise RegistryError(f"{path}: not a claims registry: it needs 'measures' and 'sentences'")
-    measures = {name: _measure(name, spec) for name, spec in raw["measures"].items()}
-    for measure in measures.values():
-        for other in measure.alternatives:
-            if other not in measures:
-                raise _fail(f"measure {measure.name}", f"alternative {other!r} is not declared under measures")
+    return raw
+
+
+def read_sentences(entries: list, build: Callable[[str, list], list], fail=_fail) -> tuple[list[Sentence], list]:
+    """The sentences of a registry and their claims, ``build(sentence id, its raw claims)`` making the
+    claims; checked: every sentence quoted, placed and tested (or said untestable), unique claim ids,
+    ``same_as`` naming declared claims. ``fail(where, problem)``: the registry's one-line error."""
     sentences, claims = [], []
-    for entry in raw["sentences"]:
+    for entry in entries:
         where = f"sentence {entry.get('id', '(no id)')}"
         if not entry.get("id") or not entry.get("quote") or not entry.get("place"):
-            raise _fail(where, "a sentence needs an id, its quote and its place in the paper")
-        mine = [_claim(c, entry["id"], measures) for c in entry.get("claims", ())]
+            raise fail(where, "a sentence needs an id, its quote and its place in the paper")
+        mine = build(entry["id"], entry.get("claims", ()))
         if not (mine or entry.get("same_as") or entry.get("not_testable")):
-            raise _fail(where, "neither claims, same_as nor not_testable: say how the sentence is tested")
+            raise fail(where, "neither claims, same_as nor not_testable: say how the sentence is tested")
         claims += mine
         sentences.append(
             Sentence(
@@ -212,9 +216,23 @@ def load(path: Path = REGISTRY) -> Registry:
     ids = [c.id for c in claims]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise _fail(f"claims {duplicates}", "ids must be unique")
+        raise fail(f"claims {duplicates}", "ids must be unique")
     for sentence in sentences:
         unknown = [i for i in sentence.same_as if i not in ids]
         if unknown:
-            raise _fail(f"sentence {sentence.id}", f"same_as names no declared claim: {unknown}")
+            raise fail(f"sentence {sentence.id}", f"same_as names no declared claim: {unknown}")
+    return sentences, claims
+
+
+def load(path: Path = REGISTRY) -> Registry:
+    """The registry at ``path``, checked: unique ids, declared measures, same_as naming real claims."""
+    raw = read_registry_file(path)
+    measures = {name: read_measure(name, spec) for name, spec in raw["measures"].items()}
+    for measure in measures.values():
+        for other in measure.alternatives:
+            if other not in measures:
+                raise _fail(f"measure {measure.name}", f"alternative {other!r} is not declared under measures")
+    sentences, claims = read_sentences(
+        raw["sentences"], lambda sentence, specs: [_claim(c, sentence, measures) for c in specs]
+    )
     return Registry(measures, tuple(sentences), tuple(claims))
