@@ -48,7 +48,7 @@ def test_reduced_experiment_writes_csv_and_figure_deterministically(name, tmp_pa
         if cfg["kind"] not in ("final_loss_and_sharpness", "protocol_search", "meg_grid"):  # tables only
             assert (figures / f"{name}.png").stat().st_size > 1000
         write_summary(out, figures)
-        assert "Claims of Section 4" in (out / "README.md").read_text()
+        assert "## Claims, sentence by sentence" in (out / "README.md").read_text()
     assert outputs[0] == outputs[1] and outputs[0].count("\n") >= 2
 
 
