@@ -293,6 +293,8 @@ def test_a_smoke_cell_verdict_says_it_is_no_evidence(tmp_path):
     write_table_report("table2", tmp_path / "runs", tmp_path / "tables", tmp_path / "figures")
     cells = pd.read_csv(tmp_path / "tables" / "table2.csv").set_index(["dataset", "optimizer"])
     assert cells.loc[("cifar10", "adam_cm"), "paper_verdict"] == f"{DIFFERS} ({SMOKE_NOTE})"
+    # make claims prints each table's cell verdicts too, marked as smoke
+    assert claims.cell_lines(tmp_path) == [f"[{SMOKE_NOTE}] table2 cells against the paper: 2 differs, 18 too few runs"]
 
 
 def test_make_reproduce_all_smoke_judges_the_smoke_runs_into_results_smoke():

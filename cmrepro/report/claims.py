@@ -34,7 +34,7 @@ import pandas as pd
 from ..toy.registry import RegistryError
 from ..toy.stats import LEVEL, decide, equivalence_test, holm, paired_test
 from .claim_registry import Claim, Registry, Side, load
-from .claim_stats import SMOKE_NOTE, smallest_p, unpaired_equivalence, unpaired_test
+from .claim_stats import DIFFERS, MATCHES, SMOKE_NOTE, TOO_FEW, smallest_p, unpaired_equivalence, unpaired_test
 from .run_table import ReportError, load_metrics, load_runs
 from .speedup import WINDOW, first_epoch_reaching, mean_curve
 
@@ -281,6 +281,22 @@ def write_claims(runs_root: Path, out: Path) -> tuple[Path, list[Verdict]]:
     return path, verdicts
 
 
+def cell_lines(out: Path) -> list[str]:
+    """One line per table report under ``<out>/tables``: how many of its cells match the paper, differ,
+    or have too few runs (``claim_stats.cell_verdict``), marked when the cells are smoke runs'."""
+    lines = []
+    for path in sorted((out / "tables").glob("*.csv")):
+        cells = pd.read_csv(path, keep_default_na=False)
+        if "paper_verdict" not in cells:
+            continue  # a grid report: no cell against the paper
+        verdicts = cells["paper_verdict"].str.partition(" (")[0]
+        counts = [(int((verdicts == v).sum()), v) for v in (MATCHES, DIFFERS, TOO_FEW)]
+        smoke = f"[{SMOKE_NOTE}] " if (cells["scale"] == "smoke").any() else ""
+        listed = ", ".join(f"{count} {verdict}" for count, verdict in counts if count) or "no cell to judge"
+        lines.append(f"{smoke}{path.stem} cells against the paper: {listed}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cmrepro.report.claims", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -304,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     ran = [v for v in verdicts if v.verdict != NOT_RUN]
     smoke = " (smoke: stand-in data, not evidence)" if any(v.smoke for v in ran) else ""
     print(f"{len(ran)} of {len(verdicts)} claims tested{smoke}; written to {path}")
+    print("\n".join(cell_lines(args.out)))
     return 0
 
 

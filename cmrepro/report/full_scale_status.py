@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .claim_stats import DIFFERS, MATCHES, TOO_FEW
 from .claims import CLAIMS_FILE, NOT_RUN
 
 FULL = "full"
 TABLE_FILES = {"Table 2": "table2", "Table 3": "table3", "Table 4": "table4"}
 CLAIM_ORDER = ("supported", "not supported", "no difference", "negligible", "inconclusive")
-CELL_ORDER = ("matches the paper", "differs", "too few runs")
+CELL_ORDER = (MATCHES, DIFFERS, TOO_FEW)
 
 
 def _key(label: str) -> str | None:
