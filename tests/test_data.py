@@ -168,12 +168,12 @@ def test_cifar_fixtures_are_what_torchvision_reads(tmp_path: Path, monkeypatch, 
 
 
 def test_download_is_skipped_when_the_files_are_there(tmp_path: Path, monkeypatch) -> None:
-    import cmrepro.data.prepare as prepare_module
+    import cmrepro.data.on_demand as on_demand
 
     def no_network(*args, **kwargs):
         raise AssertionError("download attempted")
 
-    monkeypatch.setattr(prepare_module, "prepare", no_network)
+    monkeypatch.setattr(on_demand, "prepare", no_network)
     data_fixtures.write_cifar10(tmp_path, n_train=40, n_test=4)
     assert build_data(cifar_cfg(tmp_path, download=True), seed=0).num_classes == 10
 
@@ -181,7 +181,7 @@ def test_download_is_skipped_when_the_files_are_there(tmp_path: Path, monkeypatc
 def test_download_true_fetches_as_prepare_does_into_the_data_directory(tmp_path: Path, monkeypatch) -> None:
     """dataset.download=true goes through `python -m cmrepro.data prepare` (digests, no write
     through a planted link, stalled servers left), not torchvision's downloader."""
-    import cmrepro.data.prepare as prepare_module
+    import cmrepro.data.on_demand as on_demand
 
     calls = []
 
@@ -190,19 +190,19 @@ def test_download_true_fetches_as_prepare_does_into_the_data_directory(tmp_path:
         data_fixtures.write_cifar10(data_dir / "cifar10", n_train=40, n_test=4)
         return "cifar10: ok"
 
-    monkeypatch.setattr(prepare_module, "prepare", fake_prepare)
+    monkeypatch.setattr(on_demand, "prepare", fake_prepare)
     assert build_data(cifar_cfg(tmp_path / "cifar10", download=True), seed=0).num_classes == 10
     assert calls == [("cifar10", tmp_path)]
 
 
 def test_failed_download_raises_data_error(tmp_path: Path, monkeypatch) -> None:
-    import cmrepro.data.prepare as prepare_module
+    import cmrepro.data.on_demand as on_demand
     from cmrepro.data.fetch import FetchError
 
     def no_network(*args, **kwargs):
         raise FetchError("cifar10: https://www.cs.toronto.edu/...: URLError: Temporary failure in name resolution")
 
-    monkeypatch.setattr(prepare_module, "prepare", no_network)
+    monkeypatch.setattr(on_demand, "prepare", no_network)
     with pytest.raises(DataError) as excinfo:
         build_data(cifar_cfg(tmp_path / "cifar10", download=True), seed=0)
     assert_one_line_error(excinfo, tmp_path / "cifar10" / "cifar-10-batches-py", "download", "URLError")

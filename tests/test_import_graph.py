@@ -217,7 +217,9 @@ def test_every_import_runs_down_the_layers():
         f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
         for module, targets in sorted(graph.items())
         for target in sorted(targets)
-        if _package(module) != _package(target) and layer_of(target) >= layer_of(module)
+        if _package(module) != _package(target)
+        and layer_of(target) >= layer_of(module)
+        and not (module in LEAVES and target in LEAVES)  # leaves may share leaves (no cycles: tested)
     ]
     assert not upward, "imports that do not run down the layers:\n" + "\n".join(upward)
 
@@ -234,7 +236,8 @@ def _top_level_imports(path: Path) -> set[str]:
 
 
 def test_the_leaves_use_the_standard_library_only():
-    """What every layer may import must pull nothing else in, not even the rest of cmrepro."""
+    """What every layer may import must pull nothing else in: the standard library and other
+    leaves only (run_files writes under run_lock's lock, the sweep ledger as run files)."""
     modules = module_files()
     outside = [
         f"{module} imports {name}"
@@ -243,5 +246,10 @@ def test_the_leaves_use_the_standard_library_only():
         for name in sorted(_top_level_imports(modules[module]))
         if name not in sys.stdlib_module_names and name != "__future__"
     ]
-    outside += [f"{module} imports {target}" for module in LEAVES for target in sorted(import_graph().get(module, ()))]
+    outside += [
+        f"{module} imports {target}"
+        for module in LEAVES
+        for target in sorted(import_graph().get(module, ()))
+        if target not in LEAVES  # another leaf is standard library only too
+    ]
     assert not outside, outside

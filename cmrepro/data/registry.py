@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from . import online, synthetic, text, vision
+from . import on_demand, online, synthetic, text, vision
 from .base import DEFAULT_CONTEXT, DataBundle, DataContext, DataError
 from .online import TaskStream
 
@@ -26,11 +26,16 @@ class DatasetEntry:
     stand_in: Builder | None  # None: no stand-in is defined
     stream: bool = False  # a TaskStream of tasks learned one after another, not a DataBundle
     on_device: bool = False  # can keep its images on the training device (dataset.on_device)
+    fetch: Callable[[Mapping], None] | None = None  # dataset.download=true: fetch missing files first
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "cifar10": DatasetEntry("classification", vision.build_cifar, synthetic.build_stand_in, on_device=True),
-    "cifar100": DatasetEntry("classification", vision.build_cifar, synthetic.build_stand_in, on_device=True),
+    "cifar10": DatasetEntry(
+        "classification", vision.build_cifar, synthetic.build_stand_in, on_device=True, fetch=on_demand.fetch_cifar
+    ),
+    "cifar100": DatasetEntry(
+        "classification", vision.build_cifar, synthetic.build_stand_in, on_device=True, fetch=on_demand.fetch_cifar
+    ),
     "imagenet": DatasetEntry("classification", vision.build_imagenet, synthetic.build_stand_in),
     "ptb": DatasetEntry("language_model", text.build_ptb, synthetic.build_stand_in),
     "synthetic_image": DatasetEntry("classification", synthetic.build_synthetic_image, None, on_device=True),
@@ -72,6 +77,8 @@ def build_data(cfg: Mapping, *, seed: int, context: DataContext = DEFAULT_CONTEX
         supported = ", ".join(n for n, e in DATASETS.items() if e.on_device)
         raise ValueError(f"invalid dataset.on_device: true for {name} (only {supported} keep their data on the device)")
     if not cfg.get("stand_in"):
+        if entry.fetch is not None:
+            entry.fetch(cfg)
         return entry.build(cfg, seed, context)
     if entry.stand_in is None:
         raise DataError(f"{name}: no synthetic stand-in is defined for this dataset; run it without dataset.stand_in")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import codecs
 import pickle
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,14 +99,14 @@ def _cifar_how(fmt: CifarFormat, root: Path) -> str:
     return f"{prepare_command(fmt.name, root)} (or set dataset.download=true)"
 
 
-def _cifar_expected(fmt: CifarFormat, root: Path) -> str:
+def cifar_expected(fmt: CifarFormat, root: Path) -> str:
     return f"{root / fmt.folder} holding {', '.join(fmt.files)}"
 
 
 def check_cifar_files(fmt: CifarFormat, root: Path) -> Path:
     """The CIFAR folder under ``root`` if it holds every file of the dataset, else DataError."""
     folder = root / fmt.folder
-    expected, how = _cifar_expected(fmt, root), _cifar_how(fmt, root)
+    expected, how = cifar_expected(fmt, root), _cifar_how(fmt, root)
     if not folder.exists():
         archives = sorted(p.name for p in root.glob("cifar-*.tar.gz")) if root.is_dir() else []
         found = "no such directory" + (f" ({', '.join(archives)} is there: extract it)" if archives else "")
@@ -120,26 +119,6 @@ def check_cifar_files(fmt: CifarFormat, root: Path) -> Path:
         found = f"a directory with {present} of {len(fmt.files)} files (missing {', '.join(missing)})"
         raise data_error(fmt.name, expected, found, how)
     return folder
-
-
-def download_cifar(fmt: CifarFormat, root: Path) -> None:
-    """``dataset.download=true``: fetch and unpack the CIFAR archive into ``root`` the way
-    ``python -m cmrepro.data prepare`` does (its digest checked, no write through a link planted in
-    the data directory, a stalled server left); DataError on failure. ``root`` must be the
-    dataset's folder of a data directory (``<data_dir>/cifar10``), where prepare puts it."""
-    from .fetch import FetchError
-    from .prepare import prepare
-    from .sources import sources
-
-    folder_name = sources()[fmt.name].folder
-    if root.name != folder_name:
-        found = f"no files, and dataset.download=true unpacks only into <data directory>/{folder_name}"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, prepare_command(fmt.name, root))
-    try:
-        prepare(fmt.name, root.parent, say=lambda line: print(f"cmrepro: {line}", file=sys.stderr))
-    except (FetchError, DataError) as error:
-        found, how = f"no files, and the download failed ({error})", f"download from {CIFAR_URL} into {root}"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, how) from None
 
 
 # What the real CIFAR pickles name, and nothing else: numpy arrays (rebuilt by numpy's own
@@ -179,13 +158,13 @@ def read_cifar_pickle(fmt: CifarFormat, path: Path, root: Path) -> dict[str, Any
             content = CifarUnpickler(handle, encoding="latin1").load()
     except RefusedPickle as exc:
         found = f"a pickle {path.name} refused unread: {exc}"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root)) from None
+        raise data_error(fmt.name, cifar_expected(fmt, root), found, _cifar_how(fmt, root)) from None
     except Exception as exc:  # truncated or garbage files fail in many ways
         found = f"an unreadable pickle {path.name} ({type(exc).__name__}: {exc})"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root)) from exc
+        raise data_error(fmt.name, cifar_expected(fmt, root), found, _cifar_how(fmt, root)) from exc
     if not isinstance(content, dict):
         found = f"{path.name} holding a {type(content).__name__}, not a dict"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root))
+        raise data_error(fmt.name, cifar_expected(fmt, root), found, _cifar_how(fmt, root))
     return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in content.items()}
 
 
@@ -194,7 +173,7 @@ def read_cifar_batch(fmt: CifarFormat, path: Path, root: Path) -> tuple[torch.Te
     content = read_cifar_pickle(fmt, path, root)
 
     def malformed(what: str) -> DataError:
-        return data_error(fmt.name, _cifar_expected(fmt, root), f"{path.name} with {what}", _cifar_how(fmt, root))
+        return data_error(fmt.name, cifar_expected(fmt, root), f"{path.name} with {what}", _cifar_how(fmt, root))
 
     if "data" not in content or fmt.label_key not in content:
         raise malformed(f"keys {sorted(content)} instead of data and {fmt.label_key}")
@@ -226,7 +205,7 @@ def check_cifar_meta(fmt: CifarFormat, folder: Path, root: Path) -> None:
     if names is None or len(names) != fmt.num_classes:
         count = "no" if names is None else len(names)
         found = f"{fmt.meta_file} with {count} {fmt.label_names_key} instead of {fmt.num_classes}"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root))
+        raise data_error(fmt.name, cifar_expected(fmt, root), found, _cifar_how(fmt, root))
 
 
 # ---------------------------------------------------------------- CIFAR datasets
@@ -274,16 +253,6 @@ def _crop_flip(size: int):
     return transforms.Compose([crop, transforms.RandomHorizontalFlip()])
 
 
-def _load_cifar_files(fmt: CifarFormat, root: Path, download: bool) -> Path:
-    try:
-        return check_cifar_files(fmt, root)
-    except DataError:
-        if not download:
-            raise
-    download_cifar(fmt, root)
-    return check_cifar_files(fmt, root)
-
-
 def cifar_train(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -323,12 +292,12 @@ def build_cifar(cfg: Mapping, seed: int, context: DataContext = DEFAULT_CONTEXT)
     images, and the official test set as ``test`` when ``use_test``."""
     settings = CifarSettings.from_config(cfg)
     fmt, root, device = CIFAR_FORMATS[settings.name], settings.root, context.device
-    folder = _load_cifar_files(fmt, root, settings.download)
+    folder = check_cifar_files(fmt, root)  # dataset.download=true fetched them first (.on_demand)
     check_cifar_meta(fmt, folder, root)
     images, labels = read_cifar_split(fmt, folder, fmt.train_files, root)
     if settings.val_size >= len(labels):
         found = f"{len(labels)} training images, not more than dataset.val_size={settings.val_size}"
-        raise data_error(fmt.name, _cifar_expected(fmt, root), found, _cifar_how(fmt, root))
+        raise data_error(fmt.name, cifar_expected(fmt, root), found, _cifar_how(fmt, root))
     train_idx, val_idx = split_indices(len(labels), settings.val_size, settings.split_seed)
     test = None
     if settings.use_test:
