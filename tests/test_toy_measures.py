@@ -3,6 +3,8 @@ gradient cancellation, and Figure 15's Adam+MEG grid search."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -152,3 +154,26 @@ def test_figure15_uses_the_setting_its_grid_search_chose(surface_name):
     hyper = _meg_hyper(f"figure15_{surface_name}")
     chosen = chosen_setting(grid, surface_name)
     assert {key: hyper[key] for key in chosen} == chosen
+
+
+def test_a_bad_reach_radius_is_one_line_and_exit_2_before_any_run(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cmrepro.toy",
+            "experiment=figure13",
+            "experiment.reach.radius=0",
+            f"output_dir={tmp_path}",
+            f"figures_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "cmrepro.toy: figure13: invalid reach radius 0: must be > 0; set the experiment's reach.radius"
+    )
+    assert not list(tmp_path.glob("*.csv"))  # refused before the runs: nothing written

@@ -33,7 +33,11 @@ def _run(cfg: DictConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    KINDS[experiment["kind"]](experiment, out, figures)
+    try:
+        KINDS[experiment["kind"]](experiment, out, figures)
+    except ValueError as error:  # a config value out of range: one line, as for an unknown option
+        print(f"cmrepro.toy: {experiment['name']}: {error}", file=sys.stderr)
+        sys.exit(2)
     print(f"cmrepro.toy: {experiment['name']} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     write_summary(out, figures)
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..paper_names import PAPER_NAME_OF_OPTIMIZER
 from .batched_runs import RunSpec, run_many
 from .buffer_directions import BufferTrace, trace_buffer
-from .reach import grid_starts, reached
+from .reach import check_radius, grid_starts, reached
 from .surfaces import Surface
 
 
@@ -50,6 +50,7 @@ def cancellation_runs(cfg: dict, f: Surface, settings: list[dict]) -> pd.DataFra
     ``radius`` (of the global minimum, for ``reached_global``).
     """
     spec = cfg["cancellation"]
+    check_radius(spec["radius"])
     starts = grid_starts(f, spec["grid"], box=tuple(spec["box"]))
     steps, final_steps, drop = cfg["steps"], cfg.get("final_steps") or cfg["steps"], cfg.get("lr_drop_step")
     if steps < 2:

@@ -25,7 +25,7 @@ from .escape import SNAPSHOT_TOLERANCE, TAIL, escape_rows  # noqa: E402
 from .hessian import hessian_top_eigenvalue  # noqa: E402
 from .meg_search import meg_grid  # noqa: E402
 from .protocols import protocol_search  # noqa: E402
-from .reach import grid_starts, reached  # noqa: E402
+from .reach import check_radius, grid_starts, reached  # noqa: E402
 from .surfaces import Surface, surface  # noqa: E402
 
 
@@ -48,6 +48,7 @@ def final_loss_and_sharpness(cfg: dict, out: Path) -> pd.DataFrame:
     """Tables 1 and 5: mean final loss and sharpness over seeds, per surface and optimizer setting, and the
     share of runs ending within ``reach.radius`` of the surface's global minimum (``toy.reach``)."""
     cases, specs = [], []
+    radius = check_radius(cfg["reach"]["radius"])
     for surface_name in cfg["surfaces"]:
         starts = _starts(cfg, surface(surface_name), cfg["seeds"])
         for setting in cfg["settings"]:
@@ -57,7 +58,6 @@ def final_loss_and_sharpness(cfg: dict, out: Path) -> pd.DataFrame:
                 RunSpec(surface_name, setting["optimizer"], hyper, starts, cfg["steps"], cfg.get("lr_drop_step"))
             )
     rows = []
-    radius = cfg["reach"]["radius"]
     for (surface_name, optimizer, hyper), runs in zip(cases, run_many(specs, cfg.get("workers", 1))):
         f = surface(surface_name)
         sharpness = hessian_top_eigenvalue(f.fn, runs.final)
@@ -149,6 +149,7 @@ def start_trajectories(cfg: dict, out: Path, figures: Path) -> pd.DataFrame:
     ``<name>_runs.csv`` (one row per start and setting) and ``<name>.csv`` (rates per setting).
     """
     f, reach = surface(cfg["surface"]), cfg["reach"]
+    check_radius(reach["radius"])
     uniform = _starts(cfg, f, max(reach["uniform"], cfg["starts"]))
     grid = grid_starts(f, reach["grid"])
     populations = ["uniform"] * len(uniform) + ["grid"] * len(grid)

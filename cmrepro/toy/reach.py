@@ -30,9 +30,15 @@ def grid_starts(f: Surface, per_side: int, box: tuple[float, float] | None = Non
     return torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
 
 
-def reached(final: Tensor, minimum: tuple[float, ...], radius: float) -> Tensor:
-    """Whether each final point ``[runs, D]`` lies within ``radius`` (Euclidean) of ``minimum``, as 0/1."""
+def check_radius(radius: float) -> float:
+    """``radius`` if it is a usable reach radius; called before the runs, so a bad config costs nothing."""
     if not radius > 0:
         raise ValueError(f"invalid reach radius {radius!r}: must be > 0; set the experiment's reach.radius")
+    return radius
+
+
+def reached(final: Tensor, minimum: tuple[float, ...], radius: float) -> Tensor:
+    """Whether each final point ``[runs, D]`` lies within ``radius`` (Euclidean) of ``minimum``, as 0/1."""
+    check_radius(radius)
     target = torch.tensor(minimum, dtype=final.dtype)
     return ((final - target).norm(dim=-1) < radius).to(torch.int64)
