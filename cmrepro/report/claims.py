@@ -95,8 +95,10 @@ class Verdict:
         if self.verdict == NOT_RUN:
             return f"{mark}{self.id}: not run ({self.reason})"
         undecidable = "; undecidable with these runs" if self.min_p_holm > LEVEL else ""
+        sense = "a - b: the paper says near 0" if "equivalence" in self.method else "> 0: the paper's direction"
         return (
-            f"{mark}{self.id}: {self.verdict} ({self.claim}; {self.measure} {self.estimate:+.3g}, {self.detail}, "
+            f"{mark}{self.id}: {self.verdict} ({self.claim}; {self.measure} gap {self.estimate:+.3g} ({sense}), "
+            f"{self.detail}, "
             f"{self.method}, p = {self.p:.2g}, Holm p = {self.p_holm:.2g}{undecidable})"
         )
 
