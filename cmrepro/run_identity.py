@@ -22,6 +22,7 @@ INCIDENTAL_KEYS = (
     "paths",  # data_dir, output_dir
     "logger",  # local or wandb, project, mode, entity
     "dataset.data_dir",
+    "dataset.roots",  # where each task of the 5-dataset stream lies (its files are fingerprinted)
     "dataset.download",
     "dataset.num_workers",
     "dataset.pin_memory",
