@@ -31,7 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import exit_on_unknown_option, run_sweep
+from .cli import exit_on_unknown_option, print_traceback_if_asked, run_sweep
 from .command_checks import CommandLineError, check_command_line, sweep_jobs
 from .data import DataError
 from .data.base import Shard, check_shardable
@@ -74,9 +74,11 @@ def _run(cfg: DictConfig) -> None:
             config = resolved_config(cfg)  # ConfigError for a value that cannot resolve (${oc.env:UNSET})
             result = train(config, run_dir, check=True, env=env, launch_record=hydra_record(cfg, hydra_cfg))
     except ConfigError as error:
+        print_traceback_if_asked(error)
         remove_if_unstarted(run_dir, (HYDRA_RECORD, "train.log"))  # a refused config leaves no run directory behind
         return end("refused", str(error), EXIT_REFUSED)
     except (DataError, CheckpointError, RunFileError) as error:
+        print_traceback_if_asked(error)
         return end("failed", str(error), EXIT_REFUSED)
     except RunLocked as error:
         return end("skipped", str(error), EXIT_BUSY)

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils._python_dispatch import TorchDispatchMode
-from train_helpers import compose_run
+from train_helpers import compose_run, run_cli
 
 from cmrepro.data import DataContext, build_data
 from cmrepro.data.on_device import DeviceImages, Normalise, OnDeviceTrainLoader
@@ -294,3 +294,15 @@ def test_a_compiled_ddp_step_on_the_gpu_slurm_gave_this_task(tmp_path) -> None:
         assert runner.batch_sizes == {True: 16}
     finally:
         dist.destroy_process_group()
+
+
+def test_cmrepro_traceback_shows_what_lies_behind_a_one_line_error(tmp_path) -> None:
+    """Missing data is one line; with CMREPRO_TRACEBACK=1 the traceback comes before it."""
+    done = run_cli(
+        ["dataset=cifar10", f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path / 'runs'}"],
+        env={"CMREPRO_TRACEBACK": "1"},
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback (most recent call last)" in done.stderr and "DataError" in done.stderr
+    assert lines[-1].startswith("cmrepro.train: cifar10:") and "python -m cmrepro.data prepare cifar10" in lines[-1]
