@@ -149,3 +149,16 @@ def test_the_index_never_shows_smoke_verdicts_as_results(tmp_path):
     assert "claims" not in index.status(table2, None, [], tmp_path)
     path.write_text(smoke + "t2.b,Table 2,inconclusive,full\nt2.c,Table 2,not run,\n")
     assert "full-scale claims: 1 inconclusive · needs GPUs" in index.status(table2, None, [], tmp_path)
+
+
+def test_the_index_counts_full_scale_cells_against_the_paper_and_never_smoke_ones(tmp_path):
+    path = tmp_path / "results" / "tables" / "table3.csv"
+    path.parent.mkdir(parents=True)
+    head = "dataset,optimizer,metric,scale,paper_verdict\n"
+    path.write_text(head + "cifar10,sgd,val_accuracy,smoke,differs (smoke: stand-in data, not evidence)\n")
+    table3 = next(a for a in index.ARTEFACTS if a.name == "Table 3")
+    assert "cells" not in index.status(table3, None, [], tmp_path)
+    rows = "cifar10,sgd,val_accuracy,full,matches the paper\ncifar10,sgd,speedup,full,\n"
+    rows += "cifar100,sgd,val_accuracy,full,differs\n"
+    path.write_text(head + rows)
+    assert index.status(table3, None, [], tmp_path).startswith("cells: 1 matches the paper, 1 differs · needs GPUs")
