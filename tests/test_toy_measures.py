@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from test_toy_experiments import _reduced
 
 from cmrepro.toy.buffer_directions import BufferTrace
 from cmrepro.toy.cancellation import step_cancellation
 from cmrepro.toy.escape import ESCAPE_COLUMNS, basin_bound, escape_measures
+from cmrepro.toy.experiments import KINDS
 from cmrepro.toy.meg_search import chosen_setting, grid_settings, meg_grid
 from cmrepro.toy.reach import grid_starts, reached
 from cmrepro.toy.surfaces import surface
@@ -177,3 +179,25 @@ def test_a_bad_reach_radius_is_one_line_and_exit_2_before_any_run(tmp_path):
         "cmrepro.toy: figure13: invalid reach radius 0: must be > 0; set the experiment's reach.radius"
     )
     assert not list(tmp_path.glob("*.csv"))  # refused before the runs: nothing written
+
+
+# The columns the claim registry (conf/toy/claims.yaml) reads from each kind's <name>_runs.csv.
+CONTRACT = {
+    "figure5": {"s", "x0", "run", "optimizer", "final", "loss", *ESCAPE_COLUMNS},
+    "figure6": {"s", "run", "optimizer", "loss", *ESCAPE_COLUMNS},
+    "figure1": {"population", "start", "optimizer", "x", "y", "loss", "sharpness", "reached_global"},
+    "table1": {"surface", "run", "optimizer", "x", "y", "loss", "sharpness", "reached_global"},
+    "figure2": {"population", "start", "optimizer", "cosine_mean_grad", "cancel_ratio", "loss", "reached_global"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_runs_csv_carries_the_columns_the_registry_reads(name, tmp_path):
+    cfg = _reduced(name)
+    KINDS[cfg["kind"]](cfg, tmp_path, tmp_path)
+    runs = pd.read_csv(tmp_path / f"{name}_runs.csv")
+    assert CONTRACT[name] <= set(runs.columns)
+    flags = [
+        c for c in CONTRACT[name] if c in ("escaped_basin", "escaped_snapshot", "escaped_mean50", "reached_global")
+    ]
+    assert runs[sorted(flags)].isin([0, 1]).all().all()
