@@ -307,3 +307,15 @@ def test_make_reproduce_all_smoke_judges_the_smoke_runs_into_results_smoke():
     every = subprocess.run(["make", "--no-print-directory", "-n", "reproduce-all", "SCALE=smoke"], cwd=root,
                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert "claims SCALE=smoke" in every
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    assert claims.main(["--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"cmrepro.report.claims: no run directory at {tmp_path / 'nowhere'}; run the experiments first"
+    )
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "table2.csv").write_bytes(b"\xff\xfe\x00garbage")
+    assert claims.cell_lines(tmp_path)[0].endswith(
+        "unreadable (UnicodeDecodeError); write it again with python -m cmrepro.report"
+    )

@@ -288,7 +288,11 @@ def cell_lines(out: Path) -> list[str]:
     or have too few runs (``claim_stats.cell_verdict``), marked when the cells are smoke runs'."""
     lines = []
     for path in sorted((out / "tables").glob("*.csv")):
-        cells = pd.read_csv(path, keep_default_na=False)
+        try:
+            cells = pd.read_csv(path, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            lines.append(f"{path}: unreadable ({type(error).__name__}); write it again with python -m cmrepro.report")
+            continue
         if "paper_verdict" not in cells:
             continue  # a grid report: no cell against the paper
         verdicts = cells["paper_verdict"].str.partition(" (")[0]
