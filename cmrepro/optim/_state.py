@@ -47,8 +47,10 @@ def real_view(tensor: Tensor) -> Tensor:
     parameter (``torch.compile`` refuses views made under ``no_grad`` of a tensor
     that requires grad).
     """
-    tensor = tensor.detach()
-    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
+    if tensor.is_complex():
+        return torch.view_as_real(tensor.detach())
+    # A gradient needs no detach, and a step calls this per chunk: keep it cheap.
+    return tensor.detach() if tensor.requires_grad else tensor
 
 
 class BucketState(dict):
