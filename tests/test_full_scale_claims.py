@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from run_fixtures import write_run
 
+from cmrepro.claims.registry_file import RegistryError
+from cmrepro.claims.stats import holm, paired_test
 from cmrepro.report import claims
 from cmrepro.report.claim_registry import load
 from cmrepro.report.claim_stats import (
@@ -26,8 +28,6 @@ from cmrepro.report.claim_stats import (
     unpaired_equivalence,
     unpaired_test,
 )
-from cmrepro.toy.registry import RegistryError
-from cmrepro.toy.stats import holm, paired_test
 
 # Every comparison sentence of Section 5 and Appendix A.3 (and the captions of Tables 2-4, 14 and
 # Figures 8-10, 19, 20), as the paper words it, with the artefact whose claims test it.

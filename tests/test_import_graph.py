@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaves: standard library only (checked below), importable from anywhere.
     ("cmrepro", "cmrepro.validation", "cmrepro.paper_names", "cmrepro.paper_data", "cmrepro.run_files",
      "cmrepro.seeds", "cmrepro.cli", "cmrepro.run_identity", "cmrepro.run_lock", "cmrepro.sweep_ledger"),
-    ("cmrepro.optim", "cmrepro.models", "cmrepro.data"),
+    ("cmrepro.optim", "cmrepro.models", "cmrepro.data", "cmrepro.claims"),
     ("cmrepro.metrics",),
     ("cmrepro.training", "cmrepro.toy", "cmrepro.report"),
     ("cmrepro.config_keys",),  # what conf/ defines

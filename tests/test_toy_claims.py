@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmrepro.toy import stats
+from cmrepro.claims import stats
 from cmrepro.toy.claims import NOT_RUN, _trend, claims_frame, evaluate, write_claims
 from cmrepro.toy.experiments import KINDS
 from cmrepro.toy.registry import Claim, Measure, Part, Registry, Sentence, load

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..claims.registry_file import Measure, RegistryError, Sentence, read_measure, read_registry_file, read_sentences
 from ..paper_names import PAPER_NAME_OF_OPTIMIZER
-from ..toy.registry import Measure, RegistryError, Sentence, read_measure, read_registry_file, read_sentences
 
 REGISTRY = Path(__file__).resolve().parents[2] / "conf" / "claims" / "section5.yaml"
 TESTS = ("paired", "equivalent")

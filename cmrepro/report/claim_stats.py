@@ -1,4 +1,4 @@
-"""What the full-scale claims and cells add to the toy statistics (``cmrepro.toy.stats``).
+"""What the full-scale claims and cells add to the toy statistics (``cmrepro.claims.stats``).
 
 The paired exact sign-flip test, Holm's adjustment, the verdict rule and its level are the toy
 claims' own and are imported, never copied. Added here:
@@ -18,7 +18,7 @@ import math
 import numpy as np
 from scipy.stats import t as student_t
 
-from ..toy.stats import LEVEL, SEED, Test
+from ..claims.stats import LEVEL, SEED, Test
 
 RELABELINGS_UP_TO = 2**20  # relabelings enumerated; beyond, MONTE_CARLO seeded draws
 MONTE_CARLO = 100_000
@@ -106,7 +106,7 @@ def cell_verdict(runs: int, low: float, high: float, paper_mean: float, paper_st
 def unpaired_equivalence(a: np.ndarray, b: np.ndarray, margin: float) -> Test:
     """``a`` and ``b`` within ``margin`` of each other, runs not paired: two one-sided relabeling tests
     that the difference lies inside (``p_support``, the larger) and outside (``p_small``, twice the
-    smaller), as ``toy.stats.equivalence_test`` does for paired runs."""
+    smaller), as ``claims.stats.equivalence_test`` does for paired runs."""
     test = unpaired_test(a, b, margin)
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     inside = max(_relabel_p(a, b, -margin, upper=True), _relabel_p(a, b, margin, upper=False))

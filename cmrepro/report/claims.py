@@ -11,7 +11,7 @@ tested with the toy claims' exact sign-flip test over all 2^n sign patterns; a c
 share no seed (a grid's best settings may come from other seeds) gets the exact relabeling test of
 two independent groups (``claim_stats.unpaired_test``) instead, and says so. Holm's adjustment runs
 within each table or figure, and the verdict words and rule are the toy claims'
-(``cmrepro.toy.stats.decide``). With five seeds a paired exact test cannot give a p-value below
+(``cmrepro.claims.stats.decide``). With five seeds a paired exact test cannot give a p-value below
 1/32 = 3.1%, above the one-sided 2.5% level: such a claim is "inconclusive" whatever its runs say,
 and its row says it is undecidable with these runs (``min_p_holm`` above the level).
 
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..toy.registry import RegistryError
-from ..toy.stats import LEVEL, decide, equivalence_test, holm, paired_test
+from ..claims.registry_file import RegistryError
+from ..claims.stats import LEVEL, decide, equivalence_test, holm, paired_test
 from .claim_registry import Claim, Registry, Side, load
 from .claim_stats import DIFFERS, MATCHES, SMOKE_NOTE, TOO_FEW, smallest_p, unpaired_equivalence, unpaired_test
 from .run_table import ReportError, load_metrics, load_runs
@@ -60,7 +60,7 @@ class NotRun(Exception):
 @dataclass(frozen=True)
 class Outcome:
     claim: Claim
-    test: object  # toy.stats.Test
+    test: object  # claims.stats.Test
     paired: bool
     n_a: int
     n_b: int

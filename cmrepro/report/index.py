@@ -150,7 +150,7 @@ def artefact_key(label: str) -> str | None:
     return f"{match.group(1).capitalize()} {int(match.group(2))}" if match else None
 
 
-# Verdict words (``cmrepro/toy/stats.py``), worst first: the status cell names the worst claim.
+# Verdict words (``cmrepro/claims/stats.py``), worst first: the status cell names the worst claim.
 SEVERITY = ("not supported", "negligible", "inconclusive", "no difference", "supported")
 NOT_RUN = "not run"
 ORDER = ("supported", "not supported", "no difference", "negligible", "inconclusive", NOT_RUN)  # as counted

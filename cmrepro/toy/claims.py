@@ -2,7 +2,7 @@
 experiments' per-run CSVs in ``results/toy``.
 
 Each claim becomes one vector of paired differences per measure (``_differences``), oriented so
-that a positive value supports the paper; ``toy.stats`` turns it into two one-sided p-values. A
+that a positive value supports the paper; ``claims.stats`` turns it into two one-sided p-values. A
 joint claim ("flatter solutions with a lower loss") holds only if every part holds: its support
 p-value is the largest of its parts' (an intersection-union test), its "too small" p-value the
 smallest times the number of parts. Within each family (the paper's figure or table) the p-values
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats
+from ..claims import stats
 from .registry import POPULATIONS, Claim, Registry, load
 
 NOT_RUN = "not run"

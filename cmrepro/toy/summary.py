@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..claims.stats import ENUMERATE_UP_TO, EXACT_BELOW, LEVEL, MONTE_CARLO, RESAMPLES, VERDICTS
 from ..paper_data import PAPER_DATA
 from .claims import NOT_RUN, Verdict, write_claims
 from .escape import SNAPSHOT_TOLERANCE, TAIL
 from .gp_scale import local_minima, scale_record
 from .protocols import protocol_section
 from .registry import POPULATIONS, Registry, load
-from .stats import ENUMERATE_UP_TO, EXACT_BELOW, LEVEL, MONTE_CARLO, RESAMPLES, VERDICTS
 
 PAPER = PAPER_DATA / "toy_tables.csv"
 NOTES = "notes_e2.md"  # notes on the experiments' choices, written beside the CSVs, included as they are

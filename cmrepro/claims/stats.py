@@ -1,4 +1,4 @@
-"""The statistics behind every toy verdict: paired tests, Holm within a family, minimum effects.
+"""The statistics behind every claim verdict (toy and full-scale): paired tests, Holm within a family, minimum effects.
 
 A claim is a vector ``d`` of paired differences, one per run (start point, or fixed cell),
 oriented so that a positive value supports the paper. Two one-sided questions are asked of it:
