@@ -127,7 +127,8 @@ class SAM(OptimizerWrapper):
             # maximize: the base ascends, so the sharpness it sees is that of -loss
             scale = (-group["rho"] if group.get("maximize") else group["rho"]) / (norm + 1e-12)
             origin += [p.detach().clone() for p in ps]
-            torch._foreach_add_(ps, [p.grad * scale.to(p.device, p.real.dtype) for p in ps])
+            # theta += g * scale in one pass, without a temporary the size of the model
+            torch._foreach_addcmul_(ps, [p.grad for p in ps], [scale.to(p.device, p.real.dtype) for p in ps])
             params += ps
         return params, origin
 
