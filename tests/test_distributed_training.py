@@ -69,7 +69,10 @@ def test_two_processes_train_as_one_and_resume_after_one_of_them_is_killed(tmp_p
     _assert_close_rows(metric_rows(two), metric_rows(one), tolerance=1e-5)
     for key, value in _model(one).items():
         if value.is_floating_point():
-            torch.testing.assert_close(_model(two)[key], value, rtol=0, atol=1e-5, msg=key)
+            # Two ranks add the gradient in another order than one process; SAM's two passes and
+            # Adam's normalisation carry that rounding through 6 steps: 8.1e-6 at most with SAM's
+            # perturbation as a multiply then add, 1.02e-5 with it as one addcmul (fc.weight).
+            torch.testing.assert_close(_model(two)[key], value, rtol=0, atol=2e-5, msg=key)
         else:
             assert torch.equal(_model(two)[key], value), key  # BatchNorm's step counts
     result = json.loads((two / "result.json").read_text())
