@@ -8,7 +8,6 @@ from train_helpers import compose_run, metric_rows
 from cmrepro.training import Interrupted, supervised, train
 from cmrepro.training.checkpoint_policy import AUTO_RATIO, CheckpointEvery, CheckpointSchedule
 
-
 # Three epochs of two steps of a 1/8-width ResNet18 on 16-pixel images.
 TINY = ["dataset=synthetic_image", "model.width=0.125", "dataset.num_train=32", "dataset.num_val=16",
         "dataset.image_size=16", "dataset.batch_size=16", "trainer.epochs=3", "trainer.lr_milestones=[]",
