@@ -196,10 +196,11 @@ class CriticalOptimizer(GroupPacking, BufferDiagnostics, Optimizer):
         """
         buckets = {id(b): b for _, per_group in self._buckets.values() for b in per_group.values()}
         for bucket in buckets.values():
-            if bucket.stale(self.state) or (bucket.moved() and not bucket.same_layout()):
+            moved = bucket.moved()
+            if bucket.stale(self.state) or (moved and not bucket.same_layout()):
                 self._rebuild_buckets()
                 return
-            if bucket.moved():
+            if moved:
                 bucket.forget_views()
 
     def resync_running_sums(self) -> None:

@@ -67,6 +67,13 @@ class CheckpointSchedule:
     _epochs_since: int = field(default=0, init=False)
     unsaved: bool = field(default=False, init=False)  # an epoch ended since the last checkpoint
 
+    @classmethod
+    def started(cls, setting, save: Callable[[], None], agree: Callable[[bool], bool] = bool) -> CheckpointSchedule:
+        """The schedule of ``trainer.checkpoint_every`` = ``setting``, counting from now."""
+        schedule = cls(CheckpointEvery.parse(setting), save, agree=agree)
+        schedule.start()
+        return schedule
+
     def start(self) -> None:
         """The run (or its resumption) starts now: time counts from here."""
         self._last_end = self.clock()

@@ -30,7 +30,7 @@ from ..models.task_heads import TaskHeads
 from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
-from .checkpoint_policy import AUTO, CheckpointEvery, CheckpointSchedule
+from .checkpoint_policy import AUTO, CheckpointSchedule
 from .checks import ConfigError, check_bool, check_buffer_memory
 from .compiled import forward_module
 from .distributed import DistEnv
@@ -142,9 +142,8 @@ class _StreamRun:
     checkpoints: CheckpointSchedule = field(init=False)
 
     def __post_init__(self) -> None:
-        every = CheckpointEvery.parse(self.cfg.trainer.get("checkpoint_every", AUTO))
-        self.checkpoints = CheckpointSchedule(every, self._checkpoint)  # one process: nothing to agree
-        self.checkpoints.start()
+        setting = self.cfg.trainer.get("checkpoint_every", AUTO)
+        self.checkpoints = CheckpointSchedule.started(setting, self._checkpoint)  # one process: nothing to agree
 
     def train_remaining_epochs(self) -> str:
         """Train the epochs of the stream after the checkpoint's; ``"done"`` or ``"diverged"``."""

@@ -26,7 +26,7 @@ from ..models import ModelSpec, build_model
 from ..optim import optimizer_from_config
 from ..run_files import DIVERGED, DONE, RunRecords
 from .checkpoint import save_checkpoint
-from .checkpoint_policy import AUTO, CheckpointEvery, CheckpointSchedule
+from .checkpoint_policy import AUTO, CheckpointSchedule
 from .checks import ConfigError, check_buffer_memory
 from .compiled import check_compile_in_process_group, training_modules
 from .distributed import DistEnv, agree_any, convert_sync_batchnorm, reduce_sums
@@ -140,11 +140,9 @@ class _SupervisedRun:
     checkpoints: CheckpointSchedule = field(init=False)
 
     def __post_init__(self) -> None:
-        every = CheckpointEvery.parse(self.cfg.trainer.get("checkpoint_every", AUTO))
-        self.checkpoints = CheckpointSchedule(
-            every, self._checkpoint, agree=partial(agree_any, device=self.settings.device)
-        )
-        self.checkpoints.start()
+        setting = self.cfg.trainer.get("checkpoint_every", AUTO)
+        agree = partial(agree_any, device=self.settings.device)
+        self.checkpoints = CheckpointSchedule.started(setting, self._checkpoint, agree)
 
     def train_remaining_epochs(self) -> str:
         """Train the epochs after the checkpoint's; ``"done"`` or ``"diverged"``."""
