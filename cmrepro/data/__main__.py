@@ -1,8 +1,15 @@
 """``python -m cmrepro.data prepare|verify <dataset|all>``: fetch and check the datasets.
 
 Each dataset gets one line: its summary, or what went wrong and the command that fixes it; a
-failure stops only its own dataset. With several datasets a last line counts the failed ones,
-and the exit status is 1 if any failed.
+failure stops only its own dataset. With several datasets a last line counts the failed ones.
+``verify`` tells a dataset not prepared yet (no folder: the line gives the prepare command) from
+one that failed (files there but unreadable or short: the reader's message), and ends with a
+tally; its ``all`` includes imagenet, which ``prepare all`` leaves out (its archives are copied
+by hand).
+
+Exit status: 0 when every dataset named is ready (prepared, or verified); 1 when any is not
+(failed, or for verify also not prepared: a script can run ``verify ... && train``); 2 for an
+unknown dataset name.
 """
 
 from __future__ import annotations
@@ -48,7 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         description=f"Datasets: {names}; all = every one but imagenet ({groups}). "
         "imagenet needs --from-archive ILSVRC2012_img_train.tar ILSVRC2012_img_val.tar ILSVRC2012_devkit_t12.tar.gz.",
     )
-    verify = commands.add_parser("verify", help="check what is on disk", description=f"Datasets: {names}, all.")
+    verify = commands.add_parser(
+        "verify",
+        help="check what is on disk",
+        description=f"Datasets: {names}; all = every one, imagenet included. Each gets a line: ok, not prepared "
+        "(with the command that prepares it) or failed (files there but unreadable); then a tally. "
+        "Exit status 0 when all named are ready, 1 when any is not prepared or failed, 2 for an unknown name.",
+    )
     for command in (prepare, verify):
         command.add_argument("dataset", nargs="+", help=f"one or more of: all, {names}")
         command.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR), help="paths.data_dir")
@@ -74,12 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one(args: argparse.Namespace, name: str, say) -> str:
-    from .verify import verify
-
+def _prepare(args: argparse.Namespace, name: str, say) -> str:
     data_dir = args.data_dir.resolve()
-    if args.command == "verify":
-        return verify(name, data_dir, sources()[name].counts if name in sources() else None)
     if name == IMAGENET:
         from .imagenet_prepare import prepare_imagenet
 
@@ -99,18 +108,45 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).splitlines())}"
 
 
+def _expand(given: str, command: str) -> list[str]:
+    """``given`` as dataset names; ``verify all`` also checks imagenet (``prepare all`` cannot make it)."""
+    return [*expand(given), IMAGENET] if given == "all" and command == "verify" else expand(given)
+
+
+def _verify_all(args: argparse.Namespace, names: list[str]) -> int:
+    """One line per dataset (ready, not prepared, failed), then a tally when there are several."""
+    from .verify import FAILED, READY, Check, check, tally
+
+    data_dir = args.data_dir.resolve()
+    option = "" if args.data_dir == Path(DEFAULT_DATA_DIR) else f"--data-dir {data_dir}"
+    checks = []
+    for name in names:
+        try:
+            found = check(name, data_dir, sources()[name].counts if name in sources() else None, option)
+        except Exception as error:  # a reader's unexpected error stops only its own dataset
+            print_traceback_if_asked(error)
+            found = Check(name, FAILED, f"verify {name} failed: {_failure(error)}")
+        checks.append(found)
+        print(found.line, flush=True)
+    if len(checks) > 1:
+        print(tally(checks, option), flush=True)
+    return 0 if all(c.state == READY for c in checks) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        names = list(dict.fromkeys(n for given in args.dataset for n in expand(given)))
+        names = list(dict.fromkeys(n for given in args.dataset for n in _expand(given, args.command)))
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2
+    if args.command == "verify":
+        return _verify_all(args, names)
     say = (lambda line: None) if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr))
     failed = []
     for name in names:
         try:
-            print(_one(args, name, say), flush=True)
+            print(_prepare(args, name, say), flush=True)
         except Exception as error:  # one dataset's failure must not stop the others
             print_traceback_if_asked(error)
             failed.append(name)

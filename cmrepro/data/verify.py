@@ -1,10 +1,16 @@
 """What is on disk for each dataset, read with the same readers a run uses: one summary
 line per dataset, or a one-line :class:`~cmrepro.data.base.DataError` naming the command that
-fixes it. Counts are compared with the source table's where it records them."""
+fixes it. Counts are compared with the source table's where it records them.
+
+:func:`check` sorts a dataset into ready, not prepared (its folder is absent or empty: nothing
+went wrong, ``prepare`` has not run) or failed (files are there but unreadable, incomplete or of
+the wrong counts: the reader's own message), and :func:`tally` sums several checks in one line.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .base import DataError
@@ -12,8 +18,32 @@ from .base import DataError
 Counter = Callable[[Path], dict[str, int]]
 
 
+READY, NOT_PREPARED, FAILED = "ready", "not prepared", "failed"
+IMAGENET = "imagenet"
+# ImageNet's archives need an account, so prepare never downloads them: it unpacks these.
+IMAGENET_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
+
+
 def fix_command(name: str) -> str:
     return f"python -m cmrepro.data prepare {name}"
+
+
+def prepare_hint(names: Sequence[str], data_dir_option: str = "", archives: bool = True) -> str:
+    """The command that prepares ``names``: one for the downloadable ones (``prepare all`` when
+    that is all of them), and imagenet's own ``--from`` form, since its archives are copied by
+    hand; ``archives``: name the archives DIR must hold (a tally line leaves that to the lines above)."""
+    from .sources import expand
+
+    option = f" {data_dir_option}" if data_dir_option else ""
+    commands = []
+    downloadable = [name for name in names if name != IMAGENET]
+    if downloadable:
+        every = len(downloadable) > 1 and set(downloadable) == set(expand("all"))
+        commands.append(f"{fix_command('all' if every else ' '.join(downloadable))}{option}")
+    if IMAGENET in names:
+        held = f", DIR holding {', '.join(IMAGENET_ARCHIVES)} (from image-net.org, with an account)"
+        commands.append(f"{fix_command(IMAGENET)} --from DIR{option}{held if archives else ''}")
+    return "; ".join(commands)
 
 
 def _cifar(name: str) -> Counter:
@@ -117,3 +147,49 @@ def verify(name: str, data_dir: Path, expected: Mapping[str, int] | None = None)
         raise DataError(f"{name}: {folder} holds {found}; run: {fix_command(name)} --data-dir {data_dir}")
     summary = ", ".join(f"{value} {key}" for key, value in counts.items())
     return f"{name}: ok, {summary} in {folder}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One dataset's state (:data:`READY`, :data:`NOT_PREPARED`, :data:`FAILED`) and its line."""
+
+    name: str
+    state: str
+    line: str
+
+
+def is_prepared(name: str, data_dir: Path) -> bool:
+    """Whether anything is in the dataset's folder: an absent or empty folder is one ``prepare``
+    has not made yet, anything else is judged by the readers (a half-made folder fails)."""
+    folder = dataset_folder(name, data_dir)
+    if not folder.exists():
+        return False
+    return not folder.is_dir() or any(folder.iterdir())
+
+
+def check(name: str, data_dir: Path, expected: Mapping[str, int] | None = None, data_dir_option: str = "") -> Check:
+    """``name``'s :class:`Check` under ``data_dir``; ``data_dir_option``: what the prepare
+    command needs to say where the data goes (``--data-dir DIR``, or "" for the default)."""
+    if not is_prepared(name, data_dir):
+        folder = dataset_folder(name, data_dir)
+        return Check(
+            name, NOT_PREPARED, f"{name}: not prepared (no {folder}); run: {prepare_hint([name], data_dir_option)}"
+        )
+    try:
+        return Check(name, READY, verify(name, data_dir, expected))
+    except DataError as error:
+        return Check(name, FAILED, f"verify {name} failed: {' '.join(str(error).splitlines())}")
+
+
+def tally(checks: Sequence[Check], data_dir_option: str = "") -> str:
+    """One line over several checks: how many are ready, which are not prepared (with the
+    commands that prepare them) and which failed (their lines above say why)."""
+    ready = [c.name for c in checks if c.state == READY]
+    missing = [c.name for c in checks if c.state == NOT_PREPARED]
+    failed = [c.name for c in checks if c.state == FAILED]
+    parts = [f"{len(ready)} of {len(checks)} ready"]
+    if missing:
+        parts.append(f"not prepared: {', '.join(missing)} (run: {prepare_hint(missing, data_dir_option, False)})")
+    if failed:
+        parts.append(f"failed: {', '.join(failed)} (present but unreadable: see each line above)")
+    return f"verify: {'; '.join(parts)}"
