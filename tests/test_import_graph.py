@@ -21,7 +21,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cmrepro"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaves: standard library only (checked below), importable from anywhere.
     ("cmrepro", "cmrepro.validation", "cmrepro.paper_names", "cmrepro.paper_data", "cmrepro.run_files",
-     "cmrepro.seeds", "cmrepro.cli", "cmrepro.run_identity", "cmrepro.run_lock", "cmrepro.sweep_ledger"),
+     "cmrepro.seeds", "cmrepro.cli", "cmrepro.run_identity", "cmrepro.run_lock", "cmrepro.sweep_ledger",
+     "cmrepro.suite_check"),
     ("cmrepro.optim", "cmrepro.models", "cmrepro.data", "cmrepro.claims"),
     ("cmrepro.metrics",),
     ("cmrepro.training", "cmrepro.toy", "cmrepro.report"),

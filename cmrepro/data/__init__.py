@@ -6,7 +6,13 @@ file-free synthetic data (:mod:`.synthetic`), and the task streams of online lea
 the typed settings of :mod:`.settings`; :mod:`.registry` names them all and builds one.
 """
 
-from .base import DataBundle, DataContext, DataError
-from .registry import DATASET_NAMES, DATASET_TASKS, build_data, is_task_stream
+from ..suite_check import require_suite_when_run
+
+# `python -m cmrepro.data` runs this before __main__.py, and .base imports numpy: the command's
+# one-line check belongs here (a library import keeps the usual ImportError).
+require_suite_when_run(__name__)
+
+from .base import DataBundle, DataContext, DataError  # noqa: E402
+from .registry import DATASET_NAMES, DATASET_TASKS, build_data, is_task_stream  # noqa: E402
 
 __all__ = ["DATASET_NAMES", "DATASET_TASKS", "DataBundle", "DataContext", "DataError", "build_data", "is_task_stream"]

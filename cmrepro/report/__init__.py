@@ -11,6 +11,12 @@
 - :mod:`.index`: ``results/README.md``, every table and figure of the paper with its command and status.
 """
 
-from .run_table import load_metrics, load_runs
+from ..suite_check import require_suite_when_run
+
+# `python -m cmrepro.report` runs this before __main__.py, and run_table imports pandas: the
+# command's one-line check belongs here (a library import keeps the usual ImportError).
+require_suite_when_run(__name__)
+
+from .run_table import load_metrics, load_runs  # noqa: E402
 
 __all__ = ["load_metrics", "load_runs"]

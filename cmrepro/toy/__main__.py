@@ -14,6 +14,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from ..suite_check import require_suite  # noqa: E402
+
+require_suite("cmrepro.toy")  # before the first third-party import: one line, not a traceback
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
