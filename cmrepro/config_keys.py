@@ -26,6 +26,7 @@ CODE_ONLY_KEYS = (
     "model.implementation",
     "model.dropout",
     "model.tie_weights",
+    "optimizer.module",  # where a user's optimizer class is registered (cmrepro/optim/from_config.py)
 )
 # Keys whose value is a mapping of free-form entries (e.g. dataset.stand_in: {train: 4, ...}).
 OPEN_KEYS = ("dataset.stand_in", "dataset.roots")

@@ -4,17 +4,47 @@ The adapter between a run config's ``optimizer`` mapping (``name`` plus the opti
 arguments, as ``conf/optimizer/*.yaml`` write them) and :func:`~cmrepro.optim.create_optimizer`.
 It takes any ``Mapping`` (a plain dict, or an OmegaConf ``DictConfig``, which is one), so
 ``cmrepro.optim`` stays free of Hydra and OmegaConf.
+
+An optimizer defined outside cmrepro is reached by naming its module in the config
+(``module: mypkg.signum`` beside ``name: signum``): the module is imported before the name is
+looked up, and its ``@register_optimizer("signum")`` makes the name known (docs/extending.md).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from torch import nn
 from torch.optim import Optimizer
 
-from .factory import create_optimizer
+from .factory import create_optimizer, optimizer_names
 from .weight_decay import SINGLE_FORM, base_optimizer, weight_decay_form
+
+# Config keys that say which optimizer and how to find it, passed to no optimizer class.
+NOT_ARGUMENTS = ("name", "module", "weight_decay_form")
+
+
+def import_optimizer_module(cfg: Mapping) -> None:
+    """Import ``cfg["module"]`` (if set), where the optimizer ``cfg["name"]`` is registered.
+
+    A ValueError with one line when it cannot be imported, or registers no such name. Python
+    imports a module once, so a second call costs nothing."""
+    module = cfg.get("module")
+    if module is None:
+        return
+    try:
+        importlib.import_module(str(module))
+    except ImportError as error:
+        raise ValueError(
+            f"invalid optimizer.module: {module!r} cannot be imported ({error}); "
+            "put its package on PYTHONPATH or install it"
+        ) from None
+    if cfg.get("name") not in optimizer_names():
+        raise ValueError(
+            f"invalid optimizer.name: {cfg.get('name')!r} is not registered by module {module!r} "
+            "(it needs @register_optimizer(name) on the class)"
+        )
 
 
 def optimizer_arguments(cfg: Mapping) -> dict:
@@ -24,7 +54,7 @@ def optimizer_arguments(cfg: Mapping) -> dict:
     optimizer's ``decoupled_weight_decay``, here and nowhere else; torch's SGD and AdamW take
     none (one form only). A ValueError with one line for a bad form.
     """
-    arguments = {key: _plain(value) for key, value in cfg.items() if key not in ("name", "weight_decay_form")}
+    arguments = {key: _plain(value) for key, value in cfg.items() if key not in NOT_ARGUMENTS}
     form = weight_decay_form(cfg)
     if form is not None and base_optimizer(cfg["name"]) not in SINGLE_FORM:
         arguments["decoupled_weight_decay"] = form == "decoupled"
@@ -36,6 +66,7 @@ def optimizer_from_config(cfg: Mapping, params: Iterable, model: nn.Module | Non
 
     ``model``: for the SAM and MEG variants (their BatchNorm handling); the others ignore it.
     """
+    import_optimizer_module(cfg)
     return create_optimizer(cfg["name"], params, model=model, **optimizer_arguments(cfg))
 
 

@@ -19,7 +19,7 @@ from ..data import DATASET_TASKS
 from ..metrics import metrics_settings
 from ..models import MODEL_NAMES
 from ..models.registry import MODEL_TASKS, model_width
-from ..optim import OPTIMIZER_NAMES, optimizer_from_config
+from ..optim import import_optimizer_module, optimizer_from_config, optimizer_names
 from ..optim.weight_decay import weight_decay_form
 from ..validation import check, is_integer, is_number
 from .checkpoint_policy import AUTO, CheckpointEvery
@@ -94,7 +94,11 @@ def _check_data_and_model(dataset: Mapping, model: Mapping) -> None:
 
 def _check_optimizer(cfg: Mapping) -> None:
     name = cfg["name"]
-    _check_choice("optimizer.name", name, OPTIMIZER_NAMES)
+    try:
+        import_optimizer_module(cfg)  # where a user's optimizer registers its name
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    _check_choice("optimizer.name", name, optimizer_names())
     try:
         weight_decay_form(cfg)
     except ValueError as error:  # the weight-decay form's one line, naming its key
