@@ -215,7 +215,7 @@ def test_a_table_of_smoke_runs_says_so_in_its_title_and_caption(tmp_path, capsys
     smoke(write_run(runs, "a", curve=[12.0]))
     assert report(capsys, "table2", "--runs", str(runs), "--out", str(tmp_path))[0] == 0
     markdown = (tmp_path / "tables" / "table2.md").read_text()
-    assert markdown.startswith(f"# table2: ours beside the paper's ({SMOKE_TITLE})\n")
+    assert markdown.startswith(f"# table2: ours ({SMOKE_TITLE})\n")  # nothing beside the paper's
     latex = (tmp_path / "tables" / "table2.tex").read_text()
     assert "\\caption{Smoke scale: stand-in data, a few steps; not comparable to the paper. Best validation" in latex
     assert set(pd.read_csv(tmp_path / "tables" / "table2.csv")["scale"].dropna()) == {"smoke"}
@@ -233,10 +233,10 @@ def test_a_table_mixing_scales_marks_its_smoke_cells(tmp_path, capsys):
     assert report(capsys, "table2", "--runs", str(runs), "--out", str(tmp_path))[0] == 0
     markdown = (tmp_path / "tables" / "table2.md").read_text()
     assert markdown.startswith("# table2: ours beside the paper's (mixed scales: cells marked † are smoke scale (")
-    assert "| 12.0 † · paper 93.9 ± 0.3 ·" in markdown and "| 94.0 · paper 94.0 ± 0.3 ·" in markdown
+    assert "| 12.0 † (n=1/5) |" in markdown and "| 94.0 · paper 94.0 ± 0.3 ·" in markdown  # smoke: not compared
     latex = (tmp_path / "tables" / "table2.tex").read_text()
-    # one run per cell: each carries the "too few runs" mark (?) of its verdict against the paper
-    assert "12.0$^\\dagger$$^{?}$ (93.9)" in latex and "94.0$^{?}$ (94.0)" in latex
+    # one run per cell: the full cell carries the "too few runs" mark (?) of its verdict against the paper
+    assert "12.0$^\\dagger$ &" in latex and "94.0$^{?}$ (94.0)" in latex
     assert "\\caption{Mixed scales: cells marked $\\dagger$ are smoke scale" in latex
 
 

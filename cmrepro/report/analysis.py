@@ -4,7 +4,8 @@
 gives numbers, a CSV / markdown beside it) and returns the paths written, none when there is
 nothing to draw (:func:`nothing_to_draw` says why, for the CLI). Curves are the mean
 over seeds per epoch with the seeds' range as a band; bars are the mean over seeds with the
-sample standard deviation as error bar. Figures of a smoke run say so in their title.
+sample standard deviation as error bar. Figures of a smoke run say so in their title (also the
+PNG's Title metadata), and Table 14 of smoke runs leaves out the paper's values.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from ..paper_names import PAPER_NAME_OF_OPTIMIZER  # noqa: E402
 from .render import markdown_table  # noqa: E402
 from .run_table import load_metrics, load_runs  # noqa: E402
-from .tables import paper_cells  # noqa: E402
+from .tables import only_smoke, paper_cells, smoke_figure_note  # noqa: E402
 
 # The paper's legend order, and one colour per optimizer across every panel.
 OPTIMIZER_ORDER = ("adam", "adam_cg", "adam_cm", "adam_sam", "adam_sam_cm")
@@ -55,7 +56,7 @@ def figure8(runs_root: Path, out_dir: Path) -> list[Path]:
             for optimizer, group in _by_optimizer(runs):
                 _curve(ax, group, column, PAPER_NAME_OF_OPTIMIZER.get(optimizer, optimizer), COLOURS.get(optimizer))
             _decorate(ax, label, log)
-        figure.suptitle(f"Figure 8: {dataset}{_scale_note(runs)}")
+        figure.suptitle(f"Figure 8: {dataset}{smoke_figure_note(runs)}")
         written.append(_save(figure, out_dir / f"figure8_{dataset}.png"))
     return written
 
@@ -75,7 +76,7 @@ def figure9(runs_root: Path, out_dir: Path) -> list[Path]:
     figure, ax = plt.subplots(figsize=(5, 3.5))
     _grouped_bars(ax, cells, "topC", lambda c: f"C={int(c)}")
     _decorate(ax, "Final sharpness", log=True, xlabel="")
-    ax.set_title(f"Figure 9: Adam+CM, final sharpness{_scale_note(runs)}")
+    ax.set_title(f"Figure 9: Adam+CM, final sharpness{smoke_figure_note(runs)}")
     return [_save(figure, out_dir / "figure9.png"), _csv(cells, out_dir / "figure9.csv")]
 
 
@@ -94,9 +95,9 @@ def figure10(runs_root: Path, out_dir: Path) -> list[Path]:
         if not cells.empty:
             _grouped_bars(ax, cells, varied, lambda v: f"{int(v)}")
         _decorate(ax, "Best validation accuracy (%)", log=False, xlabel="", legend_title=label)
-        ax.set_title(f"{label}{_scale_note(runs)}")
+        ax.set_title(label)
         chosen.append(cells.rename(columns={varied: "value"}).assign(study=varied))
-    figure.suptitle("Figure 10: Adam+CM")
+    figure.suptitle(f"Figure 10: Adam+CM{smoke_figure_note(runs)}")
     table = pd.concat(chosen)[["study", "dataset", "value", "mean", "std", "runs", "setting"]]
     return [_save(figure, out_dir / "figure10.png"), _csv(table.astype({"value": int}), out_dir / "figure10.csv")]
 
@@ -125,8 +126,8 @@ def figure19(runs_root: Path, out_dir: Path) -> list[Path]:
         for optimizer, group in _by_optimizer(rows[rows["dataset"] == dataset]):
             _curve(ax, group, "m_sharpness", PAPER_NAME_OF_OPTIMIZER.get(optimizer, optimizer), COLOURS.get(optimizer))
         _decorate(ax, "m-sharpness", log=True)
-        ax.set_title(f"{dataset}{_scale_note(rows)}")
-    figure.suptitle("Figure 19: m-sharpness (eq. 15)")
+        ax.set_title(dataset)
+    figure.suptitle(f"Figure 19: m-sharpness (eq. 15){smoke_figure_note(rows)}")
     return [_save(figure, out_dir / "figure19.png")]
 
 
@@ -139,23 +140,27 @@ def figure20(runs_root: Path, out_dir: Path) -> list[Path]:
     for lr, group in sorted(rows.groupby("run_lr"), key=lambda item: -item[0]):
         _curve(ax, group, "sharpness", f"lr={lr:g}", None)
     _decorate(ax, "Sharpness", log=True)
-    ax.set_title(f"Figure 20: Adam on {'/'.join(dict.fromkeys(rows['dataset']))}{_scale_note(rows)}")
+    ax.set_title(f"Figure 20: Adam on {'/'.join(dict.fromkeys(rows['dataset']))}{smoke_figure_note(rows)}")
     return [_save(figure, out_dir / "figure20.png"), *table14(runs_root, out_dir)]
 
 
 def table14(runs_root: Path, out_dir: Path) -> list[Path]:
-    """``table14.{csv,md}``: best validation accuracy of Adam per learning rate, beside the paper's."""
-    ours = _mean_std(_finished(runs_root, "figure20"), ["lr"], "best")
+    """``table14.{csv,md}``: best validation accuracy of Adam per learning rate, beside the paper's
+    (ours alone when every run is a smoke one: stand-in data is not comparable)."""
+    runs = _finished(runs_root, "figure20")
+    ours = _mean_std(runs, ["lr"], "best")
     paper = paper_cells("table14")
     paper = paper.assign(lr=paper["setting"].str.removeprefix("lr=").astype(float))[["lr", "paper_mean", "paper_std"]]
-    cells = paper.merge(ours, on="lr", how="outer").sort_values("lr", ascending=False)
-    cells["difference"] = cells["mean"] - cells["paper_mean"]
+    smoke = only_smoke(runs)
+    cells = (paper[["lr"]] if smoke else paper).merge(ours, on="lr", how="outer").sort_values("lr", ascending=False)
+    if not smoke:
+        cells["difference"] = cells["mean"] - cells["paper_mean"]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "table14.md"
     md.write_text(
-        "# Table 14: validation accuracy (%) of Adam on CIFAR10 per learning rate\n\n"
-        "Ours: mean and sample std over finished seeds of each run's best validation accuracy.\n\n"
-        + markdown_table(cells, index=False)
+        f"# Table 14: validation accuracy (%) of Adam on CIFAR10 per learning rate{smoke_figure_note(runs)}\n\n"
+        "Ours: mean and sample std over finished seeds of each run's best validation accuracy"
+        f"{'; smoke runs, not set beside the paper' if smoke else ''}.\n\n" + markdown_table(cells, index=False)
     )
     return [_csv(cells, out_dir / "table14.csv"), md]
 
@@ -209,10 +214,6 @@ def _by_optimizer(rows: pd.DataFrame):
 def _mean_std(frame: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:
     grouped = frame.groupby(keys, sort=True)[column]
     return grouped.agg(mean="mean", std="std", runs="count").reset_index()
-
-
-def _scale_note(frame: pd.DataFrame) -> str:
-    return " (smoke run)" if "scale" in frame and (frame["scale"] == "smoke").any() else ""
 
 
 def nothing_to_draw(name: str, runs_root: Path) -> str:
@@ -277,9 +278,11 @@ def _decorate(ax, ylabel: str, log: bool, xlabel: str = "Epochs", legend_title: 
 
 
 def _save(figure, path: Path) -> Path:
+    """``figure`` as a PNG whose Title metadata is its title (the suptitle, else its first panel's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    title = figure.get_suptitle() or (figure.axes[0].get_title() if figure.axes else "")
+    figure.savefig(path, dpi=110, metadata={"Title": title})
     plt.close(figure)
     return path
 

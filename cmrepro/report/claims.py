@@ -17,7 +17,8 @@ and its row says it is undecidable with these runs (``min_p_holm`` above the lev
 
 Smoke runs (stand-in data) are judged like full-scale ones so the whole path is exercised, but
 every line and row says "smoke: stand-in data, not evidence"; the results index reads only the
-full-scale file (:func:`claims_path`).
+full-scale file (:func:`claims_path`). Their table cells are not compared with the paper at all
+(:func:`cell_lines` counts them as not comparable).
 """
 
 from __future__ import annotations
@@ -285,7 +286,8 @@ def write_claims(runs_root: Path, out: Path) -> tuple[Path, list[Verdict]]:
 
 def cell_lines(out: Path) -> list[str]:
     """One line per table report under ``<out>/tables``: how many of its cells match the paper, differ,
-    or have too few runs (``claim_stats.cell_verdict``), marked when the cells are smoke runs'."""
+    or have too few runs (``claim_stats.cell_verdict``); smoke cells are counted as not comparable,
+    never judged (the table report gives them no verdict), and a line with any is marked."""
     lines = []
     for path in sorted((out / "tables").glob("*.csv")):
         try:
@@ -293,13 +295,17 @@ def cell_lines(out: Path) -> list[str]:
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
             lines.append(f"{path}: unreadable ({type(error).__name__}); write it again with python -m cmrepro.report")
             continue
-        if "paper_verdict" not in cells:
-            continue  # a grid report: no cell against the paper
+        smoke = int((cells["scale"] == "smoke").sum()) if "scale" in cells else 0
+        if "paper_verdict" not in cells:  # a grid report, or a table of smoke runs alone
+            if smoke:
+                lines.append(f"[{SMOKE_NOTE}] {path.stem} cells: {smoke} of smoke runs, not comparable to the paper")
+            continue
         verdicts = cells["paper_verdict"].str.partition(" (")[0]
         counts = [(int((verdicts == v).sum()), v) for v in (MATCHES, DIFFERS, TOO_FEW)]
-        smoke = f"[{SMOKE_NOTE}] " if (cells["scale"] == "smoke").any() else ""
-        listed = ", ".join(f"{count} {verdict}" for count, verdict in counts if count) or "no cell to judge"
-        lines.append(f"{smoke}{path.stem} cells against the paper: {listed}")
+        listed = [f"{count} {verdict}" for count, verdict in counts if count]
+        listed += [f"{smoke} of smoke runs not comparable"] if smoke else []
+        mark = f"[{SMOKE_NOTE}] " if smoke else ""
+        lines.append(f"{mark}{path.stem} cells against the paper: {', '.join(listed) or 'no cell to judge'}")
     return lines
 
 

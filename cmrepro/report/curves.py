@@ -1,4 +1,5 @@
-"""Validation curves per optimizer with a band over seeds, one PNG per (table, dataset)."""
+"""Validation curves per optimizer with a band over seeds, one PNG per (table, dataset); the title
+(also the PNG's Title metadata) says when smoke runs are drawn."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..paper_names import PAPER_NAME_OF_OPTIMIZER  # noqa: E402
-from .tables import LOWER_IS_BETTER  # noqa: E402
+from .tables import LOWER_IS_BETTER, smoke_figure_note  # noqa: E402
 
 
 def plot_validation_curves(metrics: pd.DataFrame, table: str, out_dir: Path) -> list[Path]:
@@ -41,11 +42,12 @@ def plot_validation_curves(metrics: pd.DataFrame, table: str, out_dir: Path) -> 
         if monitor in LOWER_IS_BETTER and values.min() > 0 and values.max() > 10 * values.min():
             axes.set_yscale("log")  # perplexities fall by orders of magnitude early on
         label = "validation accuracy on the task just learned" if x == "task" else monitor.replace("_", " ")
-        axes.set(xlabel=x, ylabel=label, title=f"{table}: {dataset}")
+        title = f"{table}: {dataset}{smoke_figure_note(runs)}"
+        axes.set(xlabel=x, ylabel=label, title=title)
         axes.legend(fontsize=7)
         figure.tight_layout()
         path = out_dir / f"{table}_{dataset}_curves.png"
-        figure.savefig(path, dpi=120)
+        figure.savefig(path, dpi=120, metadata={"Title": title})
         plt.close(figure)
         written.append(path)
     return written

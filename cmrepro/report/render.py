@@ -35,8 +35,9 @@ def _markdown_cell(value) -> str:
 
 def latex_table(cells: pd.DataFrame, caption: str) -> str:
     """The paper's layout as a booktabs tabular: optimizers as rows, datasets (x metric) as
-    columns, each entry ``ours +- std (paper)``; ``--`` where we have no finished run, ``diverged
-    k/5`` where every run that ended diverged; smoke cells of a table that mixes scales get a dagger."""
+    columns, each entry ``ours +- std (paper)`` (a smoke cell: ``ours +- std`` alone); ``--`` where we
+    have no finished run, ``diverged k/5`` where every run that ended diverged; smoke cells of a table
+    that mixes scales get a dagger."""
     mark = mixed_scales(cells)
     cells = cells.assign(column=cells["dataset"] + (" " + cells["metric"] if cells["metric"].nunique() > 1 else ""))
     columns = list(dict.fromkeys(cells["column"]))
@@ -70,7 +71,9 @@ def _latex_entry(cell: pd.Series, mark_smoke: bool = False) -> str:
     ours += "$^\\dagger$" if mark_smoke and cell["scale"] == SMOKE else ""
     verdict = LATEX_VERDICT_MARKS.get(str(cell.get("paper_verdict", "")).partition(" (")[0])
     ours += f"$^{{{verdict}}}$" if verdict and not pd.isna(cell["mean"]) else ""
-    return ours if pd.isna(cell["paper_mean"]) else f"{ours} ({cell['paper_mean']:.1f})"
+    if pd.isna(cell.get("paper_mean")) or cell["scale"] == SMOKE:  # a smoke cell is not set beside the paper's
+        return ours
+    return f"{ours} ({cell['paper_mean']:.1f})"
 
 
 def _latex_mean_std(mean: float, std: float) -> str:

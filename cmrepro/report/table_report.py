@@ -4,8 +4,9 @@ runs that did not finish, and the validation curves; or, for a grid, the chosen 
 Nothing is written, and :class:`~.run_table.ReportError` says why in one line, when the table
 has no runs under the root, when a run's metrics.jsonl shows that two processes trained it at
 once, or when a cell would pool smoke-scale and full-scale runs: a table with a wrong cell is
-worse than none. A table of smoke runs says so in its title; one that mixes smoke and full
-cells says which are smoke (a smoke check of one optimizer beside finished runs is legitimate).
+worse than none. A table of smoke runs says so in its title and shows no paper value, difference or
+verdict (stand-in data is not comparable); one that mixes smoke and full cells says which are smoke
+and compares only the full ones (a smoke check of one optimizer beside finished runs is legitimate).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from .tables import (
     inherit_statuses,
     is_diverged,
     is_missing,
+    only_smoke,
     paper_cells,
     paper_layout,
     quoted_cells,
     scale_title,
+    without_paper,
 )
 
 PAPER_BEST_SETTINGS = PAPER_DATA / "best_hyperparameters.csv"
@@ -47,13 +50,15 @@ VERDICT_RULE = (
 )
 TABLES = ("table2", "table3", "table4", "appendix")
 CAPTIONS = {
-    "table2": "Best validation perplexity (PTB) and accuracy (%) over five seeds; paper's value in parentheses.",
-    "table3": "Best validation accuracy (%) and speed-up of the SGD variants; paper's value in parentheses.",
-    "table4": "Learning accuracy (%) on the online-learning streams; paper's value in parentheses.",
+    "table2": "Best validation perplexity (PTB) and accuracy (%) over five seeds.",
+    "table3": "Best validation accuracy (%) and speed-up of the SGD variants.",
+    "table4": "Learning accuracy (%) on the online-learning streams.",
     "appendix": "Appendix A.2.1: best validation accuracy (%) on CIFAR10 over five seeds, Adam+MEG (Adam's "
     "best CIFAR10 setting, Table 10) beside Adam+CM and Adam+SAM+CM, whose cells are Table 2's runs "
     "(make reproduce-table2).",
 }
+# What a caption adds where the paper's values stand beside ours (not in a table of smoke runs).
+PAPER_IN_PARENTHESES = "Paper's value in parentheses."
 # The make target that runs each table's best-settings runs (grids: grid-<table>).
 MAKE_TARGETS = {"table2": "reproduce-table2", "table3": "reproduce-table3", "table4": "reproduce-table4",
                 "appendix": "reproduce-meg"}  # fmt: skip
@@ -78,7 +83,7 @@ def write_table_report(table: str, runs_root: Path, tables_dir: Path, figures_di
     if table == "table3":
         speedup = inherit_statuses(speedup_cells(metrics, table), ours, "speedup")
         ours = pd.concat([ours, speedup], ignore_index=True)
-    cells = compare(ours, paper)
+    cells = without_paper(compare(ours, paper))  # smoke alone: no paper columns
     tables_dir.mkdir(parents=True, exist_ok=True)
     paths = [tables_dir / f"{table}.{suffix}" for suffix in ("md", "csv", "tex")]
     own_runs = runs[runs["table"] == table]
@@ -100,11 +105,17 @@ def check_one_scale(cells: pd.DataFrame, table: str, runs_root: Path) -> None:
         )
 
 
+def _caption(table: str, cells: pd.DataFrame) -> str:
+    """The table's caption; "paper's value in parentheses" only where the paper's values are shown."""
+    return CAPTIONS.get(table, table) + ("" if only_smoke(cells) else f" {PAPER_IN_PARENTHESES}")
+
+
 def _latex_caption(table: str, cells: pd.DataFrame, runs: pd.DataFrame) -> str:
     scale = scale_title(cells, mark="$\\dagger$")
     scale = f"{scale[:1].upper()}{scale[1:]}. " if scale else ""
-    marks = f"{LATEX_VERDICT_NOTE} " if cells["paper_verdict"].astype(bool).any() else ""
-    return f"{scale}{CAPTIONS.get(table, table)} {marks}{caption_note(table, runs)}".strip()
+    judged = "paper_verdict" in cells and cells["paper_verdict"].astype(bool).any()
+    marks = f"{LATEX_VERDICT_NOTE} " if judged else ""
+    return f"{scale}{_caption(table, cells)} {marks}{caption_note(table, runs)}".strip()
 
 
 def _table_markdown(table: str, cells: pd.DataFrame, runs: pd.DataFrame, notes: tuple[str, str] = ("", "")) -> str:
@@ -112,11 +123,7 @@ def _table_markdown(table: str, cells: pd.DataFrame, runs: pd.DataFrame, notes: 
     missing, diverged = cells[is_missing(cells)], cells[is_diverged(cells)]
     above, below = notes
     parts = [
-        _heading(f"{table}: ours beside the paper's", cells),
-        f"{CAPTIONS.get(table, '')} Each cell: ours (mean ± sample std over finished seeds) · the paper's · "
-        f"Δ = ours − paper, ✓ where |Δ| ≤ the paper's std · n = finished runs of {SEEDS_PER_CELL} · "
-        "diverged k/5: runs ended by a non-finite loss, left out of the mean. "
-        f"{VERDICT_RULE}\n",
+        *_title_and_key(table, cells),
         *([above] if above else []),
         markdown_table(paper_layout(cells)),
         *([below] if below else []),
@@ -140,6 +147,25 @@ def _table_markdown(table: str, cells: pd.DataFrame, runs: pd.DataFrame, notes: 
     if not unfinished.empty:
         parts += ["## Runs that did not finish\n", markdown_table(unfinished[["run_dir", "status", "error"]], False)]
     return "\n".join(parts)
+
+
+def _title_and_key(table: str, cells: pd.DataFrame) -> list[str]:
+    """The markdown title and what a cell shows: ours beside the paper's, or ours alone for smoke runs."""
+    counts = (
+        f"n = finished runs of {SEEDS_PER_CELL} · diverged k/5: runs ended by a non-finite loss, left out of the mean."
+    )
+    if only_smoke(cells):
+        return [
+            _heading(f"{table}: ours", cells),
+            f"{_caption(table, cells)} Each cell: ours (mean ± sample std over finished seeds) · {counts} "
+            f"Smoke runs are not set beside the paper's values: `make {MAKE_TARGETS.get(table, table)}` at full "
+            "scale gives the comparison.\n",
+        ]
+    return [
+        _heading(f"{table}: ours beside the paper's", cells),
+        f"{_caption(table, cells)} Each cell: ours (mean ± sample std over finished seeds) · the paper's · "
+        f"Δ = ours − paper, ✓ where |Δ| ≤ the paper's std · {counts} {VERDICT_RULE}\n",
+    ]
 
 
 def _heading(title: str, cells: pd.DataFrame) -> str:

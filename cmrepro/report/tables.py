@@ -9,7 +9,9 @@ no finished run is written as diverged when every run of it ended so, else as mi
 dropped.
 
 A cell's ``scale`` is its runs' (``smoke``: stand-in data and a few steps, ``full``); a table of
-smoke runs says so in its title, and one that mixes scales marks its smoke cells.
+smoke runs says so in its title, and one that mixes scales marks its smoke cells. A smoke cell is
+never compared with the paper (no difference, no verdict: stand-in data measures nothing the paper
+did), and a table of smoke cells alone drops the paper's columns (:func:`without_paper`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 from ..paper_data import PAPER_DATA
 from ..paper_names import CONFIG_NAME_OF_PAPER_DATASET, FACTORY_NAME_OF_PAPER_OPTIMIZER, PAPER_NAME_OF_OPTIMIZER
 from ..run_files import DIVERGED, DONE
-from .claim_stats import SMOKE_NOTE, cell_interval, cell_verdict
+from .claim_stats import cell_interval, cell_verdict
 
 PAPER_TABLES = PAPER_DATA / "tables.csv"
 # Tables whose published cells live in a file of their own: "appendix" holds the numbers the
@@ -44,12 +46,16 @@ OUR_COLUMNS = ["table", "dataset", "optimizer", *VALUE_COLUMNS]
 # low, high: the 95% interval of our mean over seeds; paper_verdict: the cell against the paper.
 VERDICT_COLUMNS = ["low", "high", "paper_verdict"]
 CELL_COLUMNS = [*OUR_COLUMNS, "paper_mean", "paper_std", "difference", "within_paper_std", *VERDICT_COLUMNS]
+# What a table of smoke cells alone leaves out: every column about the paper.
+PAPER_COLUMNS = ["paper_mean", "paper_std", "difference", "within_paper_std", "paper_verdict"]
 # Metrics computed once from seed-averaged curves (Table 3's speed-up): no interval over seeds, no
 # cell verdict; the claims test their per-seed counterpart (cmrepro/report/claims.py).
 SEED_AVERAGED = ("speedup",)
 SMOKE, FULL, MIXED = "smoke", "full", "mixed"
 SMOKE_MARK = "†"
 SMOKE_WORDS = "stand-in data, a few steps; not comparable to the paper"
+# What a figure drawn from smoke runs says in its title.
+SMOKE_FIGURE_NOTE = "smoke: stand-in data, not comparable"
 
 
 def paper_cells(table: str, path: Path | None = None) -> pd.DataFrame:
@@ -71,7 +77,7 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     cells["diverged"] = cells["diverged"].fillna(0).astype(int)
     cells["not_done"] = cells["not_done"].fillna(0).astype(int)
     cells["settings"] = cells["settings"].fillna(0).astype(int)
-    cells["difference"] = cells["mean"] - cells["paper_mean"]
+    cells["difference"] = (cells["mean"] - cells["paper_mean"]).where(cells["scale"] != SMOKE)
     within = cells["difference"].abs() <= cells["paper_std"]
     cells["within_paper_std"] = within.where(cells["difference"].notna() & cells["paper_std"].notna())
     return cells.assign(**paper_verdicts(cells))[CELL_COLUMNS]
@@ -79,17 +85,21 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
 
 def paper_verdicts(cells: pd.DataFrame) -> dict[str, list]:
     """Each cell's 95% interval over seeds and its verdict against the paper (``claim_stats.cell_verdict``:
-    "matches the paper", "differs", "too few runs"); a smoke cell's verdict says it is no evidence."""
+    "matches the paper", "differs", "too few runs"); a smoke cell has none: it is not comparable."""
     low, high, verdicts = [], [], []
     for cell in cells.itertuples(index=False):
         interval = cell_interval(cell.mean, cell.std, cell.runs)
-        verdict = (
-            "" if cell.metric in SEED_AVERAGED else cell_verdict(cell.runs, *interval, cell.paper_mean, cell.paper_std)
-        )
+        judged = cell.metric not in SEED_AVERAGED and cell.scale != SMOKE
         low.append(interval[0])
         high.append(interval[1])
-        verdicts.append(f"{verdict} ({SMOKE_NOTE})" if verdict and cell.scale == SMOKE else verdict)
+        verdicts.append(cell_verdict(cell.runs, *interval, cell.paper_mean, cell.paper_std) if judged else "")
     return {"low": low, "high": high, "paper_verdict": verdicts}
+
+
+def without_paper(cells: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` without the paper's columns when every cell with runs is a smoke one (a table of
+    stand-in data beside the paper's numbers invites a comparison it cannot bear); else unchanged."""
+    return cells.drop(columns=PAPER_COLUMNS, errors="ignore") if only_smoke(cells) else cells
 
 
 def _in_paper_order(cells: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -204,7 +214,7 @@ def _entry(cell: pd.Series, mark_smoke: bool = False) -> str:
     if cell["settings"] > 1:
         runs += f", ⚠ {cell['settings']} settings pooled"
     ours = _ours(cell) + (f" {SMOKE_MARK}" if mark_smoke and cell["scale"] == SMOKE else "")
-    if pd.isna(cell["paper_mean"]):
+    if pd.isna(cell.get("paper_mean")) or cell["scale"] == SMOKE:  # a smoke cell: no comparison
         return f"{ours} ({runs})"
     paper = _mean_std(cell["paper_mean"], cell["paper_std"])
     if pd.isna(cell["mean"]):
@@ -246,11 +256,20 @@ def mixed_scales(cells: pd.DataFrame) -> bool:
     return {SMOKE, FULL} <= set(cells["scale"].dropna())
 
 
+def only_smoke(frame: pd.DataFrame) -> bool:
+    """Whether every row with a scale (cells, runs or logged epochs) is a smoke one, and some have one."""
+    return "scale" in frame and set(frame["scale"].dropna()) == {SMOKE}
+
+
+def smoke_figure_note(frame: pd.DataFrame) -> str:
+    """What a figure's title adds when any of the runs (or epochs) it draws is a smoke run's."""
+    return f" ({SMOKE_FIGURE_NOTE})" if "scale" in frame and (frame["scale"] == SMOKE).any() else ""
+
+
 def scale_title(cells: pd.DataFrame, mark: str = SMOKE_MARK) -> str:
     """What a table's title says of its scale: "" for full-scale runs; that it is smoke output,
     or, when it mixes scales, that the cells marked ``mark`` are."""
-    scales = set(cells["scale"].dropna())
-    if scales == {SMOKE}:
+    if only_smoke(cells):
         return f"smoke scale: {SMOKE_WORDS}"
     if mixed_scales(cells):
         return f"mixed scales: cells marked {mark} are smoke scale ({SMOKE_WORDS})"
