@@ -15,15 +15,17 @@ measured on another machine). Prints a table and writes JSON:
         --out results/bench/streams_cuda.json
     python scripts/estimate_hours.py results/bench/train_cuda.json results/bench/streams_cuda.json
 
-Without a GPU bench file, ``--reference`` estimates H200-hours from a reference step time instead
-(docs/gpu_hours.md): a CIFAR ResNet34 training step at batch 64 took 15.5-17 ms eager and 3.4 ms under
-torch.compile(mode="reduce-overhead") on one H200 (torch's own ResNet34 step, measured outside this
-project). Each dataset's step, and each evaluation batch, is that time scaled by its work relative to
-the reference step (scripts/step_costs.py: FLOPs, or operator calls where the model is too small to be
-FLOP-bound, whichever ratio is larger; "traffic": memory traffic counted too, an upper figure for
-memory-bound models); SAM's second pass, the evaluation passes and the analysis
-figures' sharpness estimates are counted. Covers the tables, their grids, reproduce-meg and the
-analysis figures (figure8, 9, 10, 19, 20):
+``--reference`` estimates H200-hours of every full-scale target, including those no bench file covers,
+from one reference step time instead (docs/gpu_hours.md): this repository's own H200 measurement of
+the CIFAR ResNet34 training step at batch 64 (Adam+CM, fp32), read from the files `make device-checks`
+wrote: results/bench/device/train_cuda.json (eager; CIFAR100's step, and the faster of CIFAR10's and
+CIFAR100's as the low figure) and train_cuda_compiled.json (trainer.compile=reduce-overhead). Each
+dataset's step, and each evaluation batch, is that time scaled by its work relative to the reference
+step (scripts/step_costs.py: FLOPs, or operator calls where the model is too small to be FLOP-bound,
+whichever ratio is larger; "traffic": memory traffic counted too, an upper figure for memory-bound
+models); SAM's second pass, the evaluation passes and the analysis figures' sharpness estimates are
+counted. Covers the tables, their grids, reproduce-meg and the analysis figures (figure8, 9, 10, 19,
+20):
 
     python scripts/estimate_hours.py --reference --out results/bench/hours_reference.json
 """
@@ -88,7 +90,13 @@ def main() -> None:
     if args.reference:
         if args.bench or args.step:
             parser.error("--reference takes no bench files or --step: it estimates from the reference step alone")
-        write_reference(args.out)
+        from reference_hours import MissingReference, reference_estimate  # beside this script; needs torch
+
+        try:
+            reference = reference_estimate()
+        except MissingReference as error:
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
+        write_reference(reference, args.out)
         return
     if not args.bench:
         parser.error("give the bench files of scripts/bench_train.py, or --reference to estimate without one")
@@ -123,14 +131,16 @@ def main() -> None:
         )
 
 
-def write_reference(out: Path | None) -> None:
-    """Print the reference estimate (eager 17 ms, eager 15.5 ms and compiled 3.4 ms totals); write its JSON."""
-    from reference_hours import reference_estimate  # beside this script; needs the models (torch)
-
-    estimate = reference_estimate()
+def write_reference(estimate: dict, out: Path | None) -> None:
+    """Print the reference estimate (totals at the eager, eager-low and compiled step times, and
+    traffic-priced); write its JSON."""
     datasets = list(estimate["meta"]["step_seconds"])
-    print("H200-hours estimated from a reference step time (docs/gpu_hours.md); eager at 17 ms per CIFAR ResNet34 step")
-    totals = f"{'total':>10s}{'15.5 ms':>10s}{'compiled':>10s}{'traffic':>10s}"
+    seconds = estimate["meta"]["reference"]["seconds"]
+    eager, low, compiled = (f"{1000 * seconds[mode]:.1f} ms" for mode in ("eager", "eager_low", "compiled"))
+    sources = ", ".join(source["file"] for source in estimate["meta"]["sources"])
+    print(f"H200-hours estimated from the reference step measured on an H200 ({sources}; docs/gpu_hours.md)")
+    print(f"total at {eager} per CIFAR ResNet34 step eager, {low} its faster timing, {compiled} compiled")
+    totals = f"{'total':>10s}{low:>10s}{'compiled':>10s}{'traffic':>10s}"
     print(f"{'target':18s}" + "".join(f"{name:>14s}" for name in datasets) + totals)
     for row in estimate["rows"]:
         cells = "".join(f"{row['hours'].get(name, 0.0):14.1f}" for name in datasets)

@@ -1,8 +1,11 @@
 """H200-hours of every full-scale make target from one reference step time (docs/gpu_hours.md).
 
-Used by ``scripts/estimate_hours.py --reference`` until a GPU bench file exists. The reference: a
-CIFAR ResNet34 training step at batch 64 on one H200, 15.5-17 ms eager and 3.4 ms under
-torch.compile(mode="reduce-overhead") (torch's own ResNet34 step, measured outside this project).
+Used by ``scripts/estimate_hours.py --reference`` for the targets no GPU bench file covers (the analysis
+figures, reproduce-meg) and for every target beside the measured hours. The reference step is this
+repository's own measurement: the CIFAR ResNet34 training step (Adam+CM, fp32, batch 64) that
+``make device-checks`` timed on one H200 (scripts/bench_train.py), read from
+results/bench/device/train_cuda.json (eager) and train_cuda_compiled.json
+(trainer.compile=reduce-overhead). A run without those files stops with one line naming them.
 
 A piece of GPU work (a training step, an evaluation batch) is estimated as the reference time times
 its work relative to the reference step: the larger of its FLOP ratio and its operator-call ratio
@@ -35,9 +38,14 @@ from step_costs import StepCost, step_cost
 from cmrepro.reproduce import EXPERIMENTS, experiments, sweep_choices
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DATASET, REFERENCE_BATCH = "cifar10", 64
-# Seconds per reference step on one H200 (shared/DESIGN.md's performance notes): eager, its range, and compiled.
-REFERENCE_SECONDS = {"eager": 0.017, "eager_low": 0.0155, "compiled": 0.0034}
+# The reference step: CIFAR100's ResNet34 step at batch 64, the one CIFAR step `make device-checks` times both
+# eager and compiled, so the two figures are of one step. CIFAR10's step is the same network with a 10-class
+# head: its eager time is a second timing of the reference step, and the faster of the two is "eager_low".
+REFERENCE_DATASET, REFERENCE_BATCH = "cifar100", 64
+CIFAR = ("cifar10", "cifar100")
+DEVICE_BENCH = ROOT / "results" / "bench" / "device"
+EAGER_BENCH = DEVICE_BENCH / "train_cuda.json"  # scripts/bench_train.py --device cuda
+COMPILED_BENCH = DEVICE_BENCH / "train_cuda_compiled.json"  # ... --compile reduce-overhead
 SAM_STEP_FACTOR = 2  # SAM's ascent pass: a second forward-backward per step
 # Validation examples of one full pass (Table 6; PTB in tokens of ptb.valid.txt). A task stream is
 # evaluated on every task's validation tenth after each task's last epoch (cmrepro/training/streams.py).
@@ -52,6 +60,67 @@ VALIDATION = {
 TASKS = {"tinyimagenet": 40, "five_datasets": 5}
 METRIC_BENCH = ROOT / "results" / "bench" / "metrics_cpu.json"
 FIGURES = ("figure8", "figure9", "figure10", "figure19", "figure20")
+
+
+class MissingReference(Exception):
+    """The device benchmark the reference step is read from is absent, unreadable, or lacks the step."""
+
+
+@dataclass(frozen=True)
+class ReferenceStep:
+    """Seconds of the reference step on the GPU, as measured, and the files they were read from."""
+
+    seconds: dict[str, float]  # "eager": REFERENCE_DATASET's; "eager_low": the faster CIFAR one; "compiled"
+    sources: list[dict]  # per bench file: its path, the GPU and torch it ran on
+
+
+def _shown(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
+def read_bench(path: Path) -> dict:
+    """A scripts/bench_train.py JSON, or MissingReference saying how to get it."""
+    if not path.is_file():
+        raise MissingReference(
+            f"no {_shown(path)}: the reference step is measured on a GPU by `make device-checks` "
+            "(results/bench/device/README.md)"
+        )
+    try:
+        bench = json.loads(path.read_text())
+    except ValueError as error:
+        raise MissingReference(f"{_shown(path)} is not JSON ({error})") from None
+    if not isinstance(bench, dict) or not {"meta", "results"} <= bench.keys():
+        raise MissingReference(f"{_shown(path)} is not a scripts/bench_train.py file (no meta and results)")
+    return bench
+
+
+def measured_step(bench: dict, path: Path, dataset: str, compiled: bool) -> float:
+    """Seconds per step of ``dataset``'s configuration at the reference batch, eager or compiled."""
+    for row in bench["results"]:
+        # Timed at the batch itself: bench_train.py scales a step timed at a smaller batch up to the config's.
+        timed_at = (row.get("batch_size"), row.get("timed_batch_size", row.get("batch_size")))
+        if row.get("dataset") == dataset and timed_at == (REFERENCE_BATCH, REFERENCE_BATCH):
+            if bool(row.get("compile")) == compiled and "seconds_per_step" in row:
+                return float(row["seconds_per_step"])
+    kind = "compiled" if compiled else "eager"
+    raise MissingReference(f"{_shown(path)} has no {kind} {dataset} step at batch {REFERENCE_BATCH}")
+
+
+def reference_step(eager: Path | None = None, compiled: Path | None = None) -> ReferenceStep:
+    """The reference step as the repository measured it (default: EAGER_BENCH, COMPILED_BENCH)."""
+    eager, compiled = eager or EAGER_BENCH, compiled or COMPILED_BENCH
+    eager_bench, compiled_bench = read_bench(eager), read_bench(compiled)
+    cifar = {name: measured_step(eager_bench, eager, name, compiled=False) for name in CIFAR}
+    seconds = {
+        "eager": cifar[REFERENCE_DATASET],
+        "eager_low": min(cifar.values()),
+        "compiled": measured_step(compiled_bench, compiled, REFERENCE_DATASET, compiled=True),
+    }
+    sources = [
+        {"file": _shown(path), "gpu": bench["meta"].get("gpu"), "torch": bench["meta"].get("torch")}
+        for path, bench in ((eager, eager_bench), (compiled, compiled_bench))
+    ]
+    return ReferenceStep(seconds, sources)
 
 
 def targets() -> dict[str, list[str]]:
@@ -213,39 +282,42 @@ def reference_units(estimator: Estimator, names: list[str]) -> dict[str, float]:
     return units
 
 
-def reference_rows(estimator: Estimator, bound: Estimator) -> list[dict]:
-    """Rows as estimate_hours.py writes them: target, hours per dataset, total; at the eager reference
-    time (17 ms, the conservative end), with the eager-low and compiled hours beside, and ``bound``'s
-    (memory traffic counted) at 17 ms as ``hours_traffic_bound``."""
+def reference_rows(estimator: Estimator, bound: Estimator, seconds: dict[str, float]) -> list[dict]:
+    """Rows as estimate_hours.py writes them: target, hours per dataset, total; at the reference step's
+    eager time (``seconds["eager"]``), with the other times' hours beside (``hours_eager_low``,
+    ``hours_compiled``), and ``bound``'s (memory traffic counted) at the eager time as
+    ``hours_traffic_bound``."""
     rows = []
     for target, names in targets().items():
         row = {"target": target}
         units = reference_units(estimator, names)
-        for mode, seconds in REFERENCE_SECONDS.items():
+        for mode, mode_seconds in seconds.items():
             suffix = "" if mode == "eager" else f"_{mode}"
-            row[f"hours{suffix}"] = {dataset: value * seconds / 3600 for dataset, value in units.items()}
+            row[f"hours{suffix}"] = {dataset: value * mode_seconds / 3600 for dataset, value in units.items()}
             row[f"total{suffix}"] = sum(row[f"hours{suffix}"].values())
         bounded = reference_units(bound, names)
-        row["hours_traffic_bound"] = {d: v * REFERENCE_SECONDS["eager"] / 3600 for d, v in bounded.items()}
+        row["hours_traffic_bound"] = {d: v * seconds["eager"] / 3600 for d, v in bounded.items()}
         row["total_traffic_bound"] = sum(row["hours_traffic_bound"].values())
         rows.append(row)
     return rows
 
 
 def reference_estimate() -> dict:
-    """The whole estimate as estimate_hours.py's JSON: meta (method, reference, costs) and rows."""
+    """The whole estimate as estimate_hours.py's JSON: meta (method, reference, costs) and rows.
+    Reads the reference step first: without it there is nothing to price (MissingReference)."""
+    reference = reference_step()
     costs = {name: step_cost(name) for name in DATASETS}
     metric_costs = MetricCosts.measured()
     estimator, bound = Estimator(costs, metric_costs), Estimator(costs, metric_costs, traffic=True)
-    step_seconds = {
-        name: estimator.step(name, cost.batch_size) * REFERENCE_SECONDS["eager"] for name, cost in costs.items()
-    }
+    eager = reference.seconds["eager"]
+    step_seconds = {name: estimator.step(name, cost.batch_size) * eager for name, cost in costs.items()}
     meta = {
         "method": "reference",
-        "sources": [{"device": "reference", "gpu": "NVIDIA H200 (reference step time, not measured by this project)"}],
-        "reference": {"dataset": REFERENCE_DATASET, "batch_size": REFERENCE_BATCH, "seconds": REFERENCE_SECONDS},
+        # "reference", not "cuda": the results index takes a cuda source for a measurement of every target.
+        "sources": [{"device": "reference", **source} for source in reference.sources],
+        "reference": {"dataset": REFERENCE_DATASET, "batch_size": REFERENCE_BATCH, "seconds": reference.seconds},
         "metric_costs": vars(estimator.metric_costs),
         "costs": [vars(cost) for cost in costs.values()],
         "step_seconds": step_seconds,
     }
-    return {"meta": meta, "rows": reference_rows(estimator, bound)}
+    return {"meta": meta, "rows": reference_rows(estimator, bound, reference.seconds)}

@@ -1,6 +1,7 @@
-"""GPU-hours: the FLOP counts behind the reference estimate (scripts/step_costs.py), the estimate's
-arithmetic (scripts/reference_hours.py), estimate_hours.py's command lines, and what the results index
-says with a reference estimate, a measured GPU file, or both."""
+"""GPU-hours: the FLOP counts behind the reference estimate (scripts/step_costs.py), the reference step
+read from the repository's own H200 measurement (results/bench/device/), the estimate's arithmetic
+(scripts/reference_hours.py), estimate_hours.py's command lines, and what the results index says with a
+reference estimate, a measured GPU file, or both."""
 
 from __future__ import annotations
 
@@ -48,8 +49,11 @@ def cost(dataset: str, flops: float, calls: int, traffic: float, batch: int = 64
 METRICS = ref.MetricCosts(hvp_over_step=3.0, m_sharpness_over_step=4.0, m_sharpness_batches=4)
 
 
+REF = ref.REFERENCE_DATASET
+
+
 def estimator(traffic: bool = False, **others: StepCost) -> ref.Estimator:
-    return ref.Estimator({"cifar10": cost("cifar10", 100.0, 50, 1000.0), **others}, METRICS, traffic)
+    return ref.Estimator({REF: cost(REF, 100.0, 50, 1000.0), **others}, METRICS, traffic)
 
 
 def test_work_is_the_larger_of_the_flop_and_call_ratios_and_traffic_bounds_it():
@@ -58,23 +62,23 @@ def test_work_is_the_larger_of_the_flop_and_call_ratios_and_traffic_bounds_it():
         tiny=cost("tiny", 1.0, 100, 10.0),  # launch-bound: twice the reference's calls
         wide=cost("wide", 100.0, 50, 5000.0),  # memory-bound
     )
-    assert e.step("cifar10", 64) == 1.0  # the reference step is one reference step
-    assert e.step("cifar10", 128) == 2.0  # twice the batch, twice the FLOPs and activations
+    assert e.step(REF, 64) == 1.0  # the reference step is one reference step
+    assert e.step(REF, 128) == 2.0  # twice the batch, twice the FLOPs and activations
     assert (e.step("big", 64), e.step("tiny", 64), e.step("wide", 64)) == (3.0, 2.0, 1.0)
     bound = estimator(True, wide=cost("wide", 100.0, 50, 5000.0))
-    assert bound.step("wide", 64) == 5.0 and bound.step("cifar10", 64) == 1.0
+    assert bound.step("wide", 64) == 5.0 and bound.step(REF, 64) == 1.0
 
 
 def test_a_run_counts_sam_twice_evaluation_and_the_sharpness_estimates():
     e = estimator()
-    plain = ref.Run("cifar10", "adam_cm", 64, epochs=10, sharpness_estimates=0, sharpness_products=0,
+    plain = ref.Run(REF, "adam_cm", 64, epochs=10, sharpness_estimates=0, sharpness_products=0,
                     m_sharpness_estimates=0, m_sharpness_batches=4)  # fmt: skip
-    steps = 10 * ref.steps_per_epoch("cifar10", 64)  # 625 per epoch
+    steps = 10 * ref.steps_per_epoch(REF, 64)  # 625 per epoch
     evaluation = 10 * (10_000 // 256 + 1) * 1.0  # 40 batches of 256 a pass, one pass per epoch
     assert e.run(plain) == pytest.approx(steps + evaluation)
-    sam = ref.Run("cifar10", "adam_sam_cm", 64, 10, 0, 0, 0, 4)
+    sam = ref.Run(REF, "adam_sam_cm", 64, 10, 0, 0, 0, 4)
     assert e.run(sam) == pytest.approx(2 * steps + evaluation)
-    sharp = ref.Run("cifar10", "adam", 64, 10, sharpness_estimates=2, sharpness_products=120,
+    sharp = ref.Run(REF, "adam", 64, 10, sharpness_estimates=2, sharpness_products=120,
                     m_sharpness_estimates=10, m_sharpness_batches=4)  # fmt: skip
     assert e.run(sharp) == pytest.approx(steps + evaluation + 2 * 120 * 3.0 + 10 * 4.0)
 
@@ -114,6 +118,80 @@ def test_the_device_checks_command_line_still_writes_its_json(monkeypatch, tmp_p
     assert set(written) == {"meta", "rows"} and table2["hours"]["cifar10"] > 0
 
 
+# ---- the reference step: the repository's own H200 measurement ------------------------------------
+def bench_row(dataset: str, seconds: float, compile_mode: str | None = None, batch: int = 64) -> dict:
+    return {"dataset": dataset, "compile": compile_mode, "batch_size": batch, "timed_batch_size": batch,
+            "seconds_per_step": seconds}  # fmt: skip
+
+
+def write_bench(path: Path, *rows: dict) -> Path:
+    path.write_text(json.dumps({"meta": {"device": "cuda", "gpu": "NVIDIA H200", "torch": "2.11"}, "results": rows}))
+    return path
+
+
+def test_the_reference_step_is_read_from_the_device_checks_bench_files():
+    measured = {}
+    for name in ("train_cuda.json", "train_cuda_compiled.json"):
+        for row in json.loads((ROOT / "results" / "bench" / "device" / name).read_text())["results"]:
+            measured[(row["dataset"], row["compile"])] = row["seconds_per_step"]
+    step = ref.reference_step()
+    assert step.seconds == {
+        "eager": measured[("cifar100", None)],  # the CIFAR step timed both eager and compiled
+        "eager_low": min(measured[("cifar10", None)], measured[("cifar100", None)]),
+        "compiled": measured[("cifar100", "reduce-overhead")],
+    }
+    assert [s["file"] for s in step.sources] == [
+        "results/bench/device/train_cuda.json", "results/bench/device/train_cuda_compiled.json"
+    ]  # fmt: skip
+    assert {s["gpu"] for s in step.sources} == {"NVIDIA H200"}
+
+
+def test_the_reference_step_follows_whatever_the_bench_files_say(tmp_path):
+    eager = write_bench(tmp_path / "eager.json", bench_row("imagenet", 0.5), bench_row("cifar10", 0.009),
+                        bench_row("cifar100", 0.02, batch=128), bench_row("cifar100", 0.010))  # fmt: skip
+    compiled = write_bench(
+        tmp_path / "compiled.json", bench_row("cifar100", 0.011), bench_row("cifar100", 0.004, "reduce-overhead")
+    )
+    step = ref.reference_step(eager, compiled)
+    assert step.seconds == {"eager": 0.010, "eager_low": 0.009, "compiled": 0.004}
+
+
+def test_a_missing_or_incomplete_bench_file_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    eager = write_bench(tmp_path / "eager.json", bench_row("cifar10", 0.009), bench_row("cifar100", 0.010))
+    eager_only = write_bench(tmp_path / "compiled.json", bench_row("cifar100", 0.010))
+    with pytest.raises(ref.MissingReference, match=r"compiled.json has no compiled cifar100 step at batch 64$"):
+        ref.reference_step(eager, eager_only)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ref.MissingReference, match="broken.json is not JSON"):
+        ref.reference_step(eager, tmp_path / "broken.json")
+    monkeypatch.setattr(ref, "EAGER_BENCH", tmp_path / "absent.json")
+    monkeypatch.setattr(sys, "argv", ["estimate_hours.py", "--reference"])
+    with pytest.raises(SystemExit) as exit_:
+        estimate_hours.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("estimate_hours.py: error: no ") and "absent.json" in err and "make device-checks" in err
+
+
+def test_each_total_is_priced_at_its_measured_step_time(monkeypatch):
+    monkeypatch.setattr(ref, "targets", lambda: {"figure20": ["figure20/cifar10_adam"]})
+    units = {False: {"cifar10": 3.6e6}, True: {"cifar10": 7.2e6}}  # reference steps (traffic-priced: twice)
+    monkeypatch.setattr(ref, "reference_units", lambda e, names: units[e.traffic])
+    seconds = {"eager": 0.0135, "eager_low": 0.0129, "compiled": 0.0087}  # 3.6e6 steps: hours = 1000 x seconds
+    (row,) = ref.reference_rows(estimator(), estimator(True), seconds)
+    assert row["hours"] == {"cifar10": pytest.approx(13.5)} and row["total"] == pytest.approx(13.5)
+    assert row["total_eager_low"] == pytest.approx(12.9) and row["total_compiled"] == pytest.approx(8.7)
+    assert row["total_traffic_bound"] == pytest.approx(27.0)  # at the eager time
+
+
+def test_the_committed_estimate_is_priced_at_the_committed_measurement():
+    """results/bench/hours_reference.json is regenerated whenever results/bench/device/ is re-measured."""
+    committed = json.loads((ROOT / "results" / "bench" / "hours_reference.json").read_text())["meta"]
+    assert committed["reference"]["seconds"] == ref.reference_step().seconds
+    assert committed["reference"]["dataset"] == ref.REFERENCE_DATASET
+    assert {s["device"] for s in committed["sources"]} == {"reference"}  # never read by the index as measured
+
+
 # ---- the results index -------------------------------------------------------------------------
 def write_hours(root: Path, name: str, rows: dict[str, dict[str, float]], device: str, method: str | None = None):
     meta = {"sources": [{"device": device, "gpu": "NVIDIA H200" if device == "cuda" else None}]}
@@ -130,7 +208,9 @@ def test_the_index_shows_the_reference_estimate_until_a_gpu_file_replaces_it(tmp
                                                    "figure8": {"cifar100": 7.1}}, "reference", "reference")  # fmt: skip
     estimates = index.read_hour_estimates(tmp_path)
     status = index.gpu_status("reproduce-table2", estimates)
-    assert status.startswith("needs GPUs (~201 H200-hours (estimated from a reference step time; `make device-checks`")
+    assert status.startswith(
+        "needs GPUs (~201 H200-hours (estimated: the H200 CIFAR ResNet34 step `make device-checks`"
+    )
     write_hours(tmp_path, "device/hours_cuda.json", {"reproduce-table2": {"cifar10": 9.0, "imagenet": float("nan")}},
                 "cuda")  # fmt: skip
     estimates = index.read_hour_estimates(tmp_path)
