@@ -6,7 +6,6 @@ directory it cannot write). Nothing is created on disk until the command line pa
 
 from __future__ import annotations
 
-import itertools
 import re
 from pathlib import Path
 
@@ -83,23 +82,59 @@ def first_job(overrides: list) -> list[str]:
     return [next(iter(job_lines(override)), "") for override in overrides]
 
 
+def prints_only(argv: list[str]) -> bool:
+    """Whether flags in ``argv`` make Hydra print the config instead of running the jobs (``--cfg job``)."""
+    return any(arg.split("=")[0] in _PRINT_ONLY_FLAGS for arg in argv)
+
+
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """The command line's overrides of Hydra's own settings (``hydra/launcher=joblib``, ...), with
+    which Hydra composes the sweep's config and each job's."""
+    return [arg for arg in argv if not arg.startswith("-") and arg.lstrip("+~").startswith("hydra")]
+
+
+def sweep_params(argv: list[str], conf_dir: Path) -> dict[str, str]:
+    """The ``hydra.sweeper.params`` of the sweep ``argv`` describes: those of its config composed
+    without the swept values (an experiment's seeds), as Hydra composes the sweep's own config."""
+    parsed = parse_overrides(argv) or []
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    primary = compose_config(conf_dir, [*hydra_overrides(argv), *fixed], hydra=True)
+    params = OmegaConf.select(primary, "hydra.sweeper.params") or {}
+    return {key: str(value) for key, value in params.items()}
+
+
+def job_overrides(params: dict[str, str], arguments: list[str]) -> list[list[str]]:
+    """Each job's overrides, in Hydra's job-number order: Hydra's basic sweeper's own product of
+    the sweep's ``params`` and the command line's ``arguments`` (which take the place of a param
+    of the same key)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    lines = [*(f"{key}={value}" for key, value in params.items()), *arguments]
+    (batch,) = BasicSweeper.split_arguments(_parse(lines), None)
+    return batch
+
+
+def distinguishing(jobs: list[list[str]]) -> list[str]:
+    """Each job as the overrides that tell it from the other jobs (those of a key whose value
+    varies across the sweep), on one line; all its overrides where nothing varies."""
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for line in job:
+            key, _, value = line.partition("=")
+            values.setdefault(key, set()).add(value)
+    varying = {key for key, seen in values.items() if len(seen) > 1}
+    return [" ".join(line for line in job if line.partition("=")[0] in varying) or " ".join(job) for job in jobs]
+
+
 def sweep_jobs(argv: list[str], conf_dir: Path) -> list[str] | None:
     """The jobs of the sweep ``argv`` describes, in Hydra's job-number order, each as the values
     that tell it from the others on one line (``seed=1 optimizer.lr=0.1``; all its overrides if
-    nothing is swept): as Hydra's basic sweeper makes them, the product of the
-    ``hydra.sweeper.params`` of the config without the swept values (an experiment's seeds) and
-    the command line's, where a command-line key takes the place of the same key in the params.
-    None where flags leave the command line to Hydra or run no job (``--cfg job`` prints the config)."""
+    nothing is swept). None where flags leave the command line to Hydra or run no job (``--cfg job``
+    prints the config)."""
     parsed = parse_overrides(argv)
-    if parsed is None or any(arg.split("=")[0] in _PRINT_ONLY_FLAGS for arg in argv):
+    if parsed is None or prints_only(argv):
         return None
-    primary = compose_config(conf_dir, [o.input_line for o in parsed if not o.is_sweep_override()], hydra=True)
-    params = OmegaConf.select(primary, "hydra.sweeper.params") or {}
-    choices = {}
-    for override in _parse([f"{key}={value}" for key, value in params.items()]) + parsed:
-        choices[override.get_key_element()] = job_lines(override)
-    swept = [lines for lines in choices.values() if len(lines) > 1] or list(choices.values())
-    return [" ".join(job) for job in itertools.product(*swept)]
+    return distinguishing(job_overrides(sweep_params(argv, conf_dir), [o.input_line for o in parsed]))
 
 
 def check_path_components(overrides: list, conf_dir: Path) -> None:

@@ -15,6 +15,12 @@ diverged one is not retried), so interrupting this and starting it again continu
 it stopped. An experiment whose multirun fails does not stop the others; the report is
 written anyway (with the missing cells) and the exit code says something failed.
 
+Before the first command, every run of every command is composed here (as ``cmrepro.train``
+would compose it) and the data they need is checked once per dataset: missing data stops the
+table with one line per dataset and its ``prepare`` command, exit code 2, having launched and
+written nothing. A command whose runs all ended is not started (one line says so); the sweep
+of a command started leaves out its ended runs itself.
+
 ``--scale smoke`` shrinks every run (see conf/scale/smoke.yaml) and every grid to its first
 two learning rates and the first value of each other hyperparameter, so a whole table
 target runs in minutes on a CPU.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import subprocess
 import sys
@@ -33,15 +40,18 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from .command_checks import CommandLineError
 from .config_keys import yaml_problem
+from .prelaunch import PlannedJob, ended_line, ended_runs, missing_data_lines, planned_jobs
 from .report.__main__ import main as report_main
 from .report.run_table import load_runs
 from .report.table_report import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ROOT / "conf" / "experiment"
+CONF_DIR = ROOT / "conf"
+EXPERIMENTS = CONF_DIR / "experiment"
 LAUNCHERS = ("local", "joblib", "slurm")
-EXIT_REFUSED = 2  # a config file that cannot be read
+EXIT_REFUSED = 2  # a config file that cannot be read, a command that cannot run, data that is not there
 # A smoke grid keeps this many values of the learning rate and one of everything else.
 SMOKE_GRID_LRS = 2
 
@@ -131,16 +141,41 @@ def main(argv: list[str] | None = None) -> int:
     except yaml.YAMLError as error:  # an experiment file of the table is not valid YAML
         print(f"cmrepro.reproduce: {yaml_problem(error)}", file=sys.stderr)
         return EXIT_REFUSED
-    failed = []
-    for command in planned:
-        print("+ " + shlex.join(["python", *command[1:]]), flush=True)
-        if not args.dry_run and subprocess.run(command, cwd=ROOT).returncode != 0:
-            failed.append(command[4][:200])
     if args.dry_run:
+        for command in planned:
+            print("+ " + shlex.join(["python", *command[1:]]), flush=True)
         return 0
+    try:
+        jobs = plan_commands(planned)
+    except CommandLineError as error:
+        print(f"cmrepro.reproduce: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    missing = missing_data_lines([job for command_jobs in jobs for job in command_jobs])
+    if missing:  # before the first command: a table launches all of its runs or none
+        print("\n".join(f"cmrepro.reproduce: {line}" for line in missing), file=sys.stderr)
+        return EXIT_REFUSED
+    failed = []
+    for command, command_jobs in zip(planned, jobs):
+        print("+ " + shlex.join(["python", *command[1:]]), flush=True)
+        ended = ended_runs(command_jobs)
+        if command_jobs and len(ended) == len(command_jobs):  # nothing to launch: not even the command
+            print(f"cmrepro.reproduce: {ended_line(ended, len(command_jobs))}", file=sys.stderr, flush=True)
+        elif subprocess.run(command, cwd=ROOT).returncode != 0:
+            failed.append(command[4][:200])
     if failed:
         print(f"cmrepro.reproduce: {len(failed)} multiruns failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if report_and_count(args) or failed else 0
+
+
+def plan_commands(planned: list[list[str]]) -> list[list[PlannedJob]]:
+    """Every job of each ``python -m cmrepro.train -m ...`` command, composed in this process as
+    the command would compose it from the repository root (:mod:`cmrepro.prelaunch`)."""
+    here = Path.cwd()
+    os.chdir(ROOT)  # where the commands run: relative data and output directories are read from there
+    try:
+        return [planned_jobs(command[3:], CONF_DIR) or [] for command in planned]
+    finally:
+        os.chdir(here)
 
 
 def report_and_count(args: argparse.Namespace) -> int:
