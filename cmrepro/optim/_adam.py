@@ -38,8 +38,10 @@ class CriticalAdam(CriticalOptimizer):
         differentiable: bool = False,
         **unknown,
     ) -> None:
-        if unknown:  # named here: Python would name this shared constructor, not the class the user called
-            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {next(iter(unknown))!r}")
+        if unknown:  # Python would name this shared constructor; the message names the class the user called,
+            # worded as Python words it for SGDCM's own constructor and torch.optim.Adam's.
+            name = next(iter(unknown))
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {name!r}")
         defaults = dict(
             lr=lr,
             betas=betas,

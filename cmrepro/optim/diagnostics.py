@@ -37,6 +37,17 @@ class BufferDiagnostics:
         line up: statistics are computed per group and averaged, weighted by
         the group's number of coordinates. Empty when no state exists yet.
         Never called by ``step()``: it costs one ``C x C`` Gram matrix per bucket.
+
+        >>> w = torch.nn.Parameter(torch.ones(3))
+        >>> opt = AdamCM([w], topC=2)
+        >>> for t in range(2):
+        ...     w.grad = torch.full((3,), t + 1.0)
+        ...     opt.step()
+        >>> stats = opt.diagnostics()
+        >>> {v.dim() for v in stats.values()}  # 0-d tensors: nothing read on the host yet
+        {0}
+        >>> {k: round(v.item(), 6) for k, v in stats.items()}  # floats: each .item() waits for the device
+        {'buffer_variance': 0.16, 'buffer_cosine': 1.0, 'buffer_size': 2.0, 'insertions': 2.0}
         """
         if any(b.fused is not None for g in self.param_groups for b in self._group_buckets(g).values()):
             self._rebuild_buckets()  # statistics are per group; the next step fuses again
