@@ -21,7 +21,9 @@ require_suite("cmrepro.toy")  # before the first third-party import: one line, n
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from .. import command_help  # noqa: E402, F401  (the resolver of conf/toy/hydra/help/toy.yaml)
 from ..cli import exit_on_unknown_option  # noqa: E402
+from ..config_keys import exit_on_option_instead_of_override  # noqa: E402
 from .experiments import KINDS  # noqa: E402
 from .summary import write_summary  # noqa: E402
 
@@ -47,6 +49,7 @@ def _run(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    exit_on_option_instead_of_override("cmrepro.toy", CONF_DIR, code_keys=())  # its keys are all in conf/toy
     exit_on_unknown_option("cmrepro.toy", CONF_DIR, ["experiment"])
     _run()
 
