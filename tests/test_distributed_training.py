@@ -25,7 +25,8 @@ from cmrepro.training import train
 # global batches of 16 (8 per process), 3 steps an epoch; 16 validation images.
 RUN = ["dataset=synthetic_image", "model.width=0.125", "dataset.num_train=48", "dataset.num_val=16",
        "dataset.image_size=16", "dataset.batch_size=16", "dataset.eval_batch_size=8", "dataset.num_workers=0",
-       "trainer.epochs=2", "trainer.lr_milestones=[]", "trainer.progress=false", "trainer.device=cpu"]  # fmt: skip
+       "trainer.epochs=2", "trainer.lr_milestones=[]", "trainer.progress=false", "trainer.device=cpu",
+       "trainer.keep_checkpoint=true"]  # fmt: skip
 
 
 def torchrun(args: list[str], processes: int, env: dict | None = None) -> subprocess.CompletedProcess:

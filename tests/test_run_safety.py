@@ -33,7 +33,7 @@ from cmrepro.training.distributed import DistEnv
 # 2 steps an epoch of a tiny synthetic run, 2 epochs: a second or two in process.
 TINY = ["dataset=synthetic_image", "model.width=0.125", "dataset.num_train=32", "dataset.num_val=16",
         "dataset.image_size=16", "dataset.batch_size=16", "trainer.epochs=2", "trainer.lr_milestones=[]",
-        "trainer.progress=false", "dataset.num_workers=0"]  # fmt: skip
+        "trainer.progress=false", "dataset.num_workers=0", "trainer.keep_checkpoint=true"]  # fmt: skip
 
 
 def _files(run_dir: Path) -> dict[str, bytes]:

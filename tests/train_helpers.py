@@ -27,6 +27,7 @@ QUICK = [
     "trainer.epochs=3",
     "trainer.lr_milestones=[2]",
     "trainer.progress=false",
+    "trainer.keep_checkpoint=true",  # the synthetic_image demo preset drops it at the end; tests read it
 ]
 
 # A few small tasks, a small CNN: a stream run in about a second.

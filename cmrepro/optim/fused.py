@@ -12,13 +12,15 @@ Compilation happens once per rule and variant (device, dtypes, and whether the
 slot is a host-chosen row or a device index), for any bucket size: shapes are
 compiled dynamic, and every hyperparameter and the step count are tensor
 arguments, so neither a new learning rate nor a new step recompiles.
-:data:`COMPILE_LOG` records the seconds each compilation took.
+:data:`COMPILE_LOG` records the seconds each compilation took; :func:`on_compile`
+lets a caller say something before one starts (it is silent for seconds to minutes).
 """
 
 from __future__ import annotations
 
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +51,21 @@ COMPILE_LOG: list[CompileRecord] = []
 # (8), per code object, and the variants of a rule should not share that budget.
 _COMPILED: dict[tuple, object] = {}
 _RAN: set[tuple] = set()  # variants that have run once
+# Called with a variant's description before it compiles (on_compile); none by default: the
+# optimizer prints nothing of its own, its caller decides what a person is told.
+_COMPILE_LISTENERS: list[Callable[[str], None]] = []
+
+
+def on_compile(listener: Callable[[str], None]) -> Callable[[], None]:
+    """Call ``listener(description)`` before each new fused variant compiles (its first step:
+    seconds to minutes); returns the function that removes it again."""
+    _COMPILE_LISTENERS.append(listener)
+
+    def remove() -> None:
+        if listener in _COMPILE_LISTENERS:
+            _COMPILE_LISTENERS.remove(listener)
+
+    return remove
 
 
 def compile_seconds() -> float:
@@ -78,6 +95,8 @@ def fused_step(
     if compiled is None:
         compiled = torch.compile(_own_code(rule.loop), dynamic=True, fullgraph=True, options=COMPILE_OPTIONS)
         _COMPILED[variant] = compiled
+        for listener in tuple(_COMPILE_LISTENERS):
+            listener(_describe(variant))
     graphs = _graphs_compiled()
     start = time.perf_counter()
     try:

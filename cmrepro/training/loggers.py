@@ -1,19 +1,15 @@
-"""Where a run's rows go besides metrics.jsonl: one line per epoch in the log, and nowhere else
-(``logger=local``) or Weights & Biases."""
+"""Where a run's rows go besides metrics.jsonl: one line per epoch on the terminal (short) and in
+the log (every number), and nowhere else (``logger=local``) or Weights & Biases."""
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import sys
 import uuid
-import warnings
 from pathlib import Path
 
-# Under Hydra the root logger writes to stdout and <run_dir>/train.log, terminal or not (nohup,
-# Slurm, CI), so a person can follow a run from its log.
-EPOCH_LOG = logging.getLogger("cmrepro.train")
+from .console import epoch_summary, say
+
 # The per-epoch columns every line shows first; the rest (analysis metrics) follow by name.
 _LEADING = (
     "train_loss",
@@ -48,8 +44,10 @@ def _number(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.4f}".rstrip("0").rstrip(".")
 
 
-def log_epoch(row: dict, total_epochs: int) -> None:
-    EPOCH_LOG.info(epoch_line(row, total_epochs))
+def log_epoch(row: dict, total_epochs: int, monitor: str, tasks: int | None = None) -> None:
+    """``row`` on stderr as a short line (:func:`~.console.epoch_summary`), terminal or not (nohup,
+    Slurm, CI), and whole in train.log (:func:`epoch_line`), so a person can follow a run from either."""
+    say(epoch_summary(row, total_epochs, monitor, tasks), record=epoch_line(row, total_epochs))
 
 
 class NullLogger:
@@ -95,6 +93,9 @@ def make_logger(cfg, run_dir: Path, config: dict):
     try:
         return WandbLogger(cfg, run_dir, config)
     except Exception as error:  # no network, no login, bad settings: keep training, say so
-        warnings.warn(f"wandb logging is off for this run: {type(error).__name__}: {error}", stacklevel=2)
-        print(f"cmrepro: wandb unavailable ({type(error).__name__}); logging to {run_dir} only", file=sys.stderr)
+        message = " ".join(str(error).split())[:200]
+        say(
+            f"wandb unavailable ({type(error).__name__}); logging to the run directory only",
+            record=f"wandb logging is off for this run: {type(error).__name__}: {message}",
+        )
         return NullLogger()

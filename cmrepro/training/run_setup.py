@@ -1,5 +1,5 @@
-"""What every run does around its epochs, whichever loop trains it: seed torch, load the data,
-resume from the checkpoint, open the run's records, and describe the run in result.json.
+"""What every run does around its epochs, whichever loop trains it: seed torch, say what starts,
+load the data, resume from the checkpoint, open the run's records, and describe the run in result.json.
 
 The supervised loop (:mod:`.supervised`) and the task-stream loop (:mod:`.streams`) both build
 on these, so they checkpoint, resume and record alike.
@@ -29,6 +29,7 @@ from ..run_identity import without_incidental
 from ..seeds import SeedStream
 from .checkpoint import load_checkpoint, model_device, restore_rng, seed_everything
 from .checks import ConfigError
+from .console import resume_line, say, setup_line, start_line
 from .distributed import ONE_PROCESS, DistEnv, init_distributed
 from .loggers import NullLogger, WandbLogger, make_logger
 from .run_state import RunState
@@ -119,8 +120,35 @@ def resume(
     restore_rng(checkpoint["rng"], checkpoint.get("rank_rng"), env, model_device(model))
     state = state_type.from_checkpoint(checkpoint)
     state.data_fingerprint = fingerprint
-    print(f"cmrepro: resuming {run_dir} after epoch {state.epoch}", file=sys.stderr)
     return state, checkpoint
+
+
+def announce_start(run_dir: Path, device: torch.device, env: DistEnv) -> None:
+    """The first start line (:func:`~.console.start_line`), on rank 0: said before the data is
+    loaded and the model built, which take their time."""
+    if env.is_main:
+        say(start_line(run_dir, str(device), (run_dir / CHECKPOINT).exists(), env.world_size))
+
+
+def announce_setup(cfg, model: nn.Module, state: RunState, steps: int | None, env: DistEnv, tasks=None) -> None:
+    """The second start line (:func:`~.console.setup_line`), on rank 0, once the model is built and
+    its checkpoint (``state``) loaded, and where it resumes (:func:`~.console.resume_line`);
+    ``steps`` per epoch, ``tasks`` of a task stream."""
+    if env.is_main:
+        parameters = sum(parameter.numel() for parameter in model.parameters())
+        say(setup_line(cfg.model, parameters, cfg.optimizer, cfg.trainer.epochs, steps, tasks))
+        if state.epoch or state.step:
+            say(resume_line(state.epoch, state.step))
+
+
+def steps_per_epoch(train, max_steps: int | None) -> int | None:
+    """The steps of an epoch of the training loader ``train`` (``trainer.max_steps_per_epoch``
+    caps them); None for a loader that cannot tell."""
+    try:
+        steps = len(train)
+    except TypeError:
+        return None
+    return min(steps, max_steps) if max_steps else steps
 
 
 def check_same_run(saved: dict, current: dict, run_dir: Path) -> None:

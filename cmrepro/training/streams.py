@@ -16,7 +16,6 @@ Checkpoints are written after every epoch, so a killed run resumes inside a task
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,17 +32,30 @@ from .checkpoint import save_checkpoint
 from .checkpoint_policy import AUTO, CheckpointSchedule
 from .checks import ConfigError, check_bool, check_buffer_memory
 from .compiled import forward_module
+from .console import compile_notice, say, say_ended, say_stopped
 from .distributed import DistEnv
 from .epoch import stop_inside_epoch, train_epoch
 from .interrupts import Interrupted, StopRequest
 from .loggers import NullLogger, WandbLogger, log_epoch
-from .run_setup import load_data, open_records, resume, setup_torch, show_progress
+from .run_setup import (
+    announce_setup,
+    announce_start,
+    load_data,
+    open_records,
+    resume,
+    setup_torch,
+    show_progress,
+    steps_per_epoch,
+)
 from .run_state import StreamState
 from .schedule import StepSchedule
 from .steps import ClassificationTask, StepSettings
 from .stream_metrics import stream_metrics
 
 MONITOR = "learning_accuracy"
+# What a task's line shows: its own validation accuracy after its last epoch (the learning
+# accuracy is the mean of these over the tasks so far).
+MONITOR_PER_TASK = "val_accuracy"
 
 
 def check_stream_config(cfg) -> None:
@@ -59,6 +71,7 @@ def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: StopRe
     if env.enabled:  # every task would need its own split loaders; the stream models are small
         raise ConfigError(f"{cfg.dataset.name} is a task stream, trained in one process: run it without torchrun")
     settings = setup_torch(cfg, env)
+    announce_start(run_dir, settings.device, env)
     stream, fingerprint = load_data(cfg, settings.device, run_dir)
 
     spec = ModelSpec(
@@ -71,6 +84,8 @@ def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: StopRe
     learner = _Learner(cfg, model)
     check_buffer_memory(learner.optimizer, settings.device)  # before the first step would allocate it
     state, _ = resume(run_dir, OmegaConf.to_container(cfg), model, learner.optimizer, StreamState, fingerprint, env)
+    steps = steps_per_epoch(stream.tasks[0].train, cfg.trainer.max_steps_per_epoch) if stream.tasks else None
+    announce_setup(cfg, model, state, steps, env, tasks=stream.num_tasks)
 
     result, logger = open_records(cfg, run_dir, records, state, stream_summary)
     run = _StreamRun(
@@ -89,14 +104,19 @@ def run_stream(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: StopRe
         stop=stop,
     )
     try:
-        status = run.train_remaining_epochs()
+        with compile_notice():
+            status = run.train_remaining_epochs()
         result.update(status=status, **stream_summary(records.read_metrics()))
+    except Interrupted:
+        say_stopped(run_dir)
+        raise
     finally:
         logger.finish()
     result["tasks"] = [{"name": task.name, "classes": list(task.classes)} for task in stream.tasks]
     result["skipped_files"] = dict(stream.skipped_files)
     result["wall_time_s"] = state.wall_time
     records.write_result(result)
+    say_ended(result, run_dir, cfg.trainer)
     return result
 
 
@@ -185,7 +205,7 @@ class _StreamRun:
             raise stop_inside_epoch(task.train, epoch, state, seconds, self.stop, save)
         train_loss = outcome.mean_loss
         if train_loss is None:
-            print(f"cmrepro: non-finite training loss on task {task.name}; run marked diverged", file=sys.stderr)
+            say(f"non-finite training loss on task {task.name}; run marked diverged")
             return False
         state.task_losses.append(train_loss)
         last = task_epoch == epochs - 1
@@ -195,14 +215,14 @@ class _StreamRun:
         state.task_time += elapsed
         if row is not None:
             if not math.isfinite(row["val_loss"]):
-                print(f"cmrepro: non-finite validation loss on task {task.name}; run marked diverged", file=sys.stderr)
+                say(f"non-finite validation loss on task {task.name}; run marked diverged")
                 return False
             row.update(epoch=epoch + 1, lr=lr, train_loss=train_loss, train_losses=list(state.task_losses))
             row["task_time_s"] = state.task_time
             self.records.append_metrics(row)
             numbers = {key: value for key, value in row.items() if isinstance(value, int | float)}
             self.logger.log(numbers, step=index + 1)
-            log_epoch(row, len(self.stream.tasks) * epochs)
+            log_epoch(row, len(self.stream.tasks) * epochs, MONITOR_PER_TASK, tasks=len(self.stream.tasks))
         self.checkpoints.epoch_ended(last=epoch + 1 == len(self.stream.tasks) * epochs)
         return True
 

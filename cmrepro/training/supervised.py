@@ -9,7 +9,6 @@ monitor, the last row and, when the run ends ``done`` with a test set, the test 
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,11 +28,23 @@ from .checkpoint import save_checkpoint
 from .checkpoint_policy import AUTO, CheckpointSchedule
 from .checks import ConfigError, check_buffer_memory
 from .compiled import check_compile_in_process_group, training_modules
+from .console import compile_notice, say, say_ended, say_stopped
 from .distributed import DistEnv, agree_any, convert_sync_batchnorm, reduce_sums
 from .epoch import stop_agreed, stop_inside_epoch, train_epoch
 from .interrupts import Interrupted, StopRequest
 from .loggers import NullLogger, WandbLogger, log_epoch
-from .run_setup import load_data, open_records, resume, seed_rank, setup_torch, shard_data, show_progress
+from .run_setup import (
+    announce_setup,
+    announce_start,
+    load_data,
+    open_records,
+    resume,
+    seed_rank,
+    setup_torch,
+    shard_data,
+    show_progress,
+    steps_per_epoch,
+)
 from .run_state import RunState
 from .schedule import StepSchedule
 from .steps import ClassificationTask, LanguageModelTask, StepSettings, task_for
@@ -52,6 +63,7 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: St
     except ValueError as error:
         raise ConfigError(str(error)) from None
     settings = setup_torch(cfg, env)
+    announce_start(run_dir, settings.device, env)
     data, fingerprint = load_data(cfg, settings.device, run_dir)
     spec = ModelSpec(
         data.task,
@@ -76,6 +88,7 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: St
     if checkpoint is not None:
         analysis.load_state_dict(checkpoint.get("metrics"))
     data = shard_data(data, env)
+    announce_setup(cfg, model, state, steps_per_epoch(data.train, cfg.trainer.max_steps_per_epoch), env)
 
     summarize = partial(summarize_epochs, monitor=task.monitor, mode=task.mode)
     result, logger = open_records(cfg, run_dir, records, state, summarize, env)
@@ -99,14 +112,21 @@ def run_supervised(cfg: DictConfig, run_dir: Path, records: RunRecords, stop: St
         stop=stop,
     )
     try:
-        status = run.train_remaining_epochs()
+        with compile_notice(env.is_main):
+            status = run.train_remaining_epochs()
         result.update(status=status, **summarize(records.read_metrics()))
         if status == DONE and data.test is not None:
             result["test"] = task.evaluate(run.evaluator, data.test, settings, prefix="test", reduce=reduce_sums)
+    except Interrupted:
+        if env.is_main:
+            say_stopped(run_dir)
+        raise
     finally:
         logger.finish()
     result["wall_time_s"] = state.wall_time
     records.write_result(result)
+    if env.is_main:
+        say_ended(result, run_dir, cfg.trainer)
     return result
 
 
@@ -183,13 +203,15 @@ class _SupervisedRun:
             save = self._checkpoint if self.cfg.trainer.checkpoint else None
             raise stop_inside_epoch(self.data.train, epoch, self.state, time.perf_counter() - started, self.stop, save)
         if outcome.mean_loss is None:
-            print(f"cmrepro: non-finite training loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
+            if self.env.is_main:
+                say(f"non-finite training loss in epoch {epoch + 1}; run marked diverged")
             return None
         self.model.eval()
         validation = self.task.evaluate(self.evaluator, self.data.val, self.settings, reduce=reduce_sums)
         row = {"epoch": epoch + 1, "train_loss": outcome.mean_loss, **validation, "lr": lr}
         if not math.isfinite(row["val_loss"]):
-            print(f"cmrepro: non-finite validation loss in epoch {epoch + 1}; run marked diverged", file=sys.stderr)
+            if self.env.is_main:
+                say(f"non-finite validation loss in epoch {epoch + 1}; run marked diverged")
             return None
         monitor = self.task.monitor
         row[f"best_{monitor}"] = self.state.improve(row[monitor], self.task.mode)
@@ -199,7 +221,7 @@ class _SupervisedRun:
         self.records.append_metrics(row)
         self.logger.log(row, step=epoch + 1)
         if self.env.is_main:
-            log_epoch(row, self.cfg.trainer.epochs)
+            log_epoch(row, self.cfg.trainer.epochs, self.task.monitor)
         self.checkpoints.epoch_ended(last=epoch + 1 == self.cfg.trainer.epochs)
         return row
 
