@@ -4,6 +4,7 @@ a config key typed as an --option, and ``make help``."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,32 @@ def test_the_commands_refuse_an_option_in_one_line_with_exit_code_2():
     )
     bare = _command("cmrepro.train", "epochs=3")
     assert bare.returncode == 2 and "(did you mean trainer.epochs?)" in bare.stderr
+
+
+# ---- make help ----------------------------------------------------------------------------------
+
+
+def _phony_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    return {t for line in text.splitlines() if line.startswith(".PHONY:") for t in line.split(":", 1)[1].split()}
+
+
+def _listed_targets(help_text: str) -> set[str]:
+    """The target column of ``make help``: a line of its own where the targets are long."""
+    lines = help_text.splitlines()
+    listed = set()
+    for line, following in zip(lines, [*lines[1:], ""]):
+        if line.startswith("  ") and not line.startswith("   "):
+            alone = following.startswith(" " * 25)
+            listed.update(line.split() if alone else line[:25].split())
+    return listed
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_make_help_has_a_line_for_every_phony_target_and_keeps_install_the_default():
+    done = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert _phony_targets() <= _listed_targets(done.stdout), _phony_targets() - _listed_targets(done.stdout)
+    assert all(len(line) > 26 for line in done.stdout.splitlines() if line.startswith(" " * 25))  # a description
+    default = subprocess.run(["make", "-n"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert "pip install" in default.stdout  # `make` alone still installs
