@@ -86,10 +86,11 @@ def test_table3_smoke_target_end_to_end_and_idempotent(tmp_path):
         "table3_cifar100_curves.png",
     }
 
-    # Started again (with the basic launcher this time), every run is skipped.
+    # Started again (with the basic launcher this time), every run is skipped: the command is not even started.
     again = subprocess.run(target, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("nothing to do") == 30
+    assert "cmrepro.reproduce: 30 of 30 runs already ended (done 30); launching none" in again.stderr
+    assert "nothing to do" not in again.stderr
 
 
 def test_dry_run_prints_the_commands(capsys):
