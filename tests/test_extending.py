@@ -264,11 +264,12 @@ def test_the_documents_registration_of_a_class_one_does_not_own_runs():
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory) -> Path:
-    """cmrepro and conf/ copied (the entry point finds conf/ beside its package), with the
-    document's files written into it."""
+    """cmrepro, conf/ and Hydra's plugins copied (the entry point finds conf/ beside its package),
+    with the document's files written into it."""
     root = tmp_path_factory.mktemp("checkout")
-    shutil.copytree(ROOT / "cmrepro", root / "cmrepro", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(CONF, root / "conf")
+    for tree in ("cmrepro", "conf", "hydra_plugins"):  # the package, its configs, its Hydra plugins
+        if (ROOT / tree).is_dir():
+            shutil.copytree(ROOT / tree, root / tree, ignore=shutil.ignore_patterns("__pycache__"))
     files = _doc_files()
     assert {"mypkg/signum.py", "mypkg/__init__.py", "conf/optimizer/signum.yaml"} <= set(files)
     for path, text in files.items():
