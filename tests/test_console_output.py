@@ -40,6 +40,7 @@ from cmrepro.training.run_setup import announce_setup, announce_start
 from cmrepro.training.run_state import RunState
 
 RUN = ["dataset=synthetic_image", "optimizer=adam_cm", *QUICK, "trainer.epochs=2"]  # 3 steps per epoch
+DEMO = ["dataset=synthetic_image", "optimizer=adam_cm", "trainer.progress=false"]  # the README's, no bars
 HYDRA_DECORATION = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+\]|\[INFO\]|\[HYDRA\]")
 
 
@@ -62,54 +63,58 @@ def console_lines(stderr: str) -> list[str]:
     return [line.removeprefix(PREFIX) for line in lines]
 
 
-def quick_resnet():
-    """QUICK's model: a 1/8-width ResNet18 on 16-pixel images of 10 classes."""
-    spec = ModelSpec("classification", 10, None, 3, image_size=16)
-    return build_model(OmegaConf.create({"name": "resnet18", "width": 0.125}), spec)
-
-
-def parameters_of_quick_resnet() -> int:
-    return sum(parameter.numel() for parameter in quick_resnet().parameters())
+def resnet18_parameters(width: float, image_size: int) -> int:
+    """The parameters of the CIFAR ResNet18 at ``width`` on images of ``image_size`` pixels, 10 classes."""
+    spec = ModelSpec("classification", 10, None, 3, image_size=image_size)
+    model = build_model(OmegaConf.create({"name": "resnet18", "width": width}), spec)
+    return sum(parameter.numel() for parameter in model.parameters())
 
 
 # ---------------------------------------------------------------- a real run, start to end
 
 
-def test_a_run_says_where_what_and_how_long_then_one_short_line_per_epoch_then_its_summary(short_dir):
-    done = run_cli([*RUN, "trainer.keep_checkpoint=true", f"run_dir={short_dir}"])
+def test_the_demo_keeps_no_checkpoint_once_it_ends(tmp_path):
+    cfg = compose_run(DEMO, tmp_path)
+    assert (cfg["model"], cfg["trainer"]["keep_checkpoint"]) == ({"name": "resnet18", "width": 0.25}, False)
+
+
+def test_the_demo_learns_and_says_where_what_how_long_each_epoch_and_its_summary(short_dir):
+    """The README's demo (its checkpoint kept here, a key that changes nothing it computes): the start
+    lines, one short line per epoch, the summary; well above chance (10%) at the end."""
+    done = run_cli([*DEMO, "trainer.keep_checkpoint=true", f"run_dir={short_dir}"])
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""  # every line on stderr, in the order it was said
     lines = console_lines(done.stderr)
     assert lines[0] == f"starting {short_dir} on cpu"
-    assert (
-        lines[1]
-        == f"resnet18 x0.125 ({count(parameters_of_quick_resnet())} parameters); adam_cm lr 0.001; 2 epochs x 3 steps"
-    )
+    parameters = count(resnet18_parameters(0.25, 32))
+    assert lines[1] == f"resnet18 x0.25 ({parameters} parameters); adam_cm lr 0.001; 3 epochs x 8 steps"
     rows = [json.loads(line) for line in (short_dir / "metrics.jsonl").read_text().splitlines()]
     epoch_lines = [line for line in lines if line.startswith("epoch ")]
-    assert len(epoch_lines) == 2
+    assert len(epoch_lines) == 3
     for line, row in zip(epoch_lines, rows, strict=True):
+        loss, accuracy = f"{row['train_loss']:.4f}", f"{row['val_accuracy']:.2f}"
         assert line.startswith(
-            f"epoch {row['epoch']}/2  train_loss {row['train_loss']:.4f}  val_accuracy {row['val_accuracy']:.2f}"
+            f"epoch {row['epoch']}/3  train_loss {loss}  val_accuracy {accuracy}  lr {row['lr']:.3g}  "
         )
-        assert "lr 0.001" in line and re.search(r"  \d+\.\ds$", line)
+        assert line.endswith(duration(row["epoch_time_s"]))
         assert "distance" not in line  # the analysis columns: in train.log and metrics.jsonl
+    assert rows[-1]["val_accuracy"] > 50
     result = json.loads((short_dir / "result.json").read_text())
     best = result["best"]
     checkpoint = short_dir / "checkpoint.pt"
     mib = os.path.getsize(checkpoint) / 2**20
     assert lines[-3] == (
-        f"done: best val_accuracy {best['val_accuracy']:.2f} at epoch {best['epoch']} of 2; "
-        f"trained in {result['wall_time_s']:.1f}s"
+        f"done: best val_accuracy {best['val_accuracy']:.2f} at epoch {best['epoch']} of 3; "
+        f"trained in {duration(result['wall_time_s'])}"
     )
     assert lines[-2] == f"checkpoint {checkpoint} ({mib:.1f} MiB) kept; the run has ended"
     assert lines[-1] == f"to free it: rm {checkpoint}"
-    assert len(lines) == 2 + 2 + 3
+    assert len(lines) == 2 + 3 + 3
     # train.log: the same lines with timestamps, each epoch's whole row.
     log = (short_dir / "train.log").read_text().splitlines()
     assert all(re.match(r"\[\d{4}-\d\d-\d\d [\d:,]+\]\[cmrepro.train\]\[INFO\] - ", line) for line in log)
     assert log[0].endswith(lines[0]) and log[-1].endswith(lines[-1])
-    assert sum("epoch 2/2" in line and "distance" in line and "epoch_time_s" in line for line in log) == 1
+    assert sum("epoch 3/3" in line and "distance" in line and "epoch_time_s" in line for line in log) == 1
 
 
 def test_a_stopped_run_says_how_to_resume_and_the_same_command_says_it_resumes(short_dir):
@@ -240,14 +245,15 @@ def test_a_path_under_the_working_directory_is_shown_relative(tmp_path, monkeypa
 
 def test_only_rank_0_says_the_start_lines(tmp_path, capsys):
     cfg = OmegaConf.create({"model": {"name": "m"}, "optimizer": {"name": "sgd", "lr": 0.1}, "trainer": {"epochs": 1}})
-    model = quick_resnet()
+    spec = ModelSpec("classification", 10, None, 3, image_size=16)
+    model = build_model(OmegaConf.create({"name": "resnet18", "width": 0.125}), spec)
     for rank in (1, 0):
         env = DistEnv(rank=rank, world_size=2, local_rank=rank)
         announce_start(tmp_path, "cpu", env)
         announce_setup(cfg, model, RunState(), 4, env)
     assert capsys.readouterr().err.splitlines() == [
         f"{PREFIX}starting {tmp_path} on cpu (2 processes)",
-        f"{PREFIX}m ({count(parameters_of_quick_resnet())} parameters); sgd lr 0.1; 1 epoch x 4 steps",
+        f"{PREFIX}m ({count(resnet18_parameters(0.125, 16))} parameters); sgd lr 0.1; 1 epoch x 4 steps",
     ]
 
 

@@ -28,7 +28,7 @@ EXPECTED = {
     "ptb": ("lstm", 50, [25], 0.1, 0.25, 0.99, 0.0, None),
     "five_datasets": ("resnet18", 5, [], 0.1, None, 0.999, 0.0, {"reset_optimizer": False}),
     "tinyimagenet": ("lamaml_cnn", 10, [], 0.1, None, 0.999, 0.0, {"reset_optimizer": False}),
-    "synthetic_image": ("resnet18", 4, [2], 0.1, None, 0.999, 0.0, None),
+    "synthetic_image": ("resnet18", 3, [2], 0.1, None, 0.999, 0.0, None),
     "synthetic_text": ("lstm", 4, [2], 0.1, 0.25, 0.99, 0.0, None),
     "synthetic_stream": ("lamaml_cnn", 2, [], 0.1, None, 0.999, 0.0, {"reset_optimizer": False}),
 }  # fmt: skip
