@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_toy_run_prints_no_deprecation_or_future_warning(tmp_path):
-    # Table 1's kind computes the sharpness (the Hessian) of every final point; 2 seeds x 20 steps.
+    # Table 1's kind computes the sharpness (the Hessian) of every final point; 2 seeds x 4 steps.
     command = [
-        sys.executable, "-m", "cmrepro.toy", "experiment=table1", "experiment.seeds=2", "experiment.steps=20",
-        "experiment.lr_drop_step=10", f"output_dir={tmp_path / 'toy'}", f"figures_dir={tmp_path / 'figures'}",
+        sys.executable, "-m", "cmrepro.toy", "experiment=table1", "experiment.seeds=2", "experiment.steps=4",
+        "experiment.lr_drop_step=2", f"output_dir={tmp_path / 'toy'}", f"figures_dir={tmp_path / 'figures'}",
         "workers=1",
     ]  # fmt: skip
     # "default": every warning shown once per place, DeprecationWarning included (hidden otherwise
