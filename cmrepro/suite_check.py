@@ -43,19 +43,24 @@ def _installed(module: str) -> bool:
         return False
 
 
-def missing_suite_modules() -> list[str]:
-    """The suite's modules that cannot be imported here, in the order of SUITE_MODULES."""
-    return [module for module in SUITE_MODULES.values() if not _installed(module)]
+def missing_suite_packages() -> list[str]:
+    """The suite's distributions (pip's names) whose module cannot be imported here, in the order of SUITE_MODULES."""
+    return [package for package, module in SUITE_MODULES.items() if not _installed(module)]
 
 
-def suite_missing_line(command: str, missing: list[str]) -> str:
-    """The one line a command prints when the suite's ``missing`` modules are not installed."""
-    return f"{command}: this command needs the suite: pip install 'cmrepro[{EXTRA}]' (missing: {', '.join(missing)})"
+def suite_missing_line(command: str, missing: list[str], *, named: int = 3) -> str:
+    """The one line a command prints when the suite's ``missing`` packages are not installed.
+
+    The first ``named`` are named: without the suite, all fourteen are missing, and the fix is
+    the same.
+    """
+    listed = ", ".join(missing[:named]) + (f" and {len(missing) - named} more" if len(missing) > named else "")
+    return f"{command}: this command needs the suite: pip install 'cmrepro[{EXTRA}]' (missing: {listed})"
 
 
 def require_suite(command: str) -> None:
-    """Exit with status 2 and one line on stderr when any of the suite's modules is missing."""
-    missing = missing_suite_modules()
+    """Exit with status 2 and one line on stderr when any of the suite's packages is missing."""
+    missing = missing_suite_packages()
     if missing:
         print(suite_missing_line(command, missing), file=sys.stderr)
         sys.exit(2)

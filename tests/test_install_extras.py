@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from cmrepro import suite_check
-from cmrepro.suite_check import SUITE_MODULES, missing_suite_modules, require_suite, running_as_command
+from cmrepro.suite_check import SUITE_MODULES, missing_suite_packages, require_suite, running_as_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE_ONLY = ("hydra", "omegaconf", "pandas", "wandb", "timm", "torchvision", "matplotlib")
@@ -93,17 +93,23 @@ def block(monkeypatch):
 
 
 def test_a_blocked_suite_module_is_named_in_one_line_and_exit_2(block, capsys):
-    assert missing_suite_modules() == []  # the test environment has the suite
+    assert missing_suite_packages() == []  # the test environment has the suite
     block("hydra", "hydra_plugins", "pandas")
-    assert missing_suite_modules() == ["hydra", "hydra_plugins.hydra_joblib_launcher", "pandas"]
+    assert missing_suite_packages() == ["hydra-core", "hydra-joblib-launcher", "pandas"]
     with pytest.raises(SystemExit) as exit_info:
         require_suite("cmrepro.train")
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == (
         "cmrepro.train: this command needs the suite: pip install 'cmrepro[suite]' "
-        "(missing: hydra, hydra_plugins.hydra_joblib_launcher, pandas)\n"
+        "(missing: hydra-core, hydra-joblib-launcher, pandas)\n"
     )
+
+
+def test_a_long_list_of_missing_modules_is_cut_short():
+    line = suite_check.suite_missing_line("cmrepro.toy", list(SUITE_MODULES))
+    more = len(SUITE_MODULES) - 3
+    assert line.endswith(f"(missing: torchvision, hydra-core, hydra-joblib-launcher and {more} more)")
 
 
 def test_nothing_is_said_when_the_suite_is_there(capsys):
@@ -165,6 +171,8 @@ def _link_installed_files(distributions: set[str], into: Path) -> None:
     into.mkdir()
     for name in sorted(distributions):
         dist = metadata.distribution(name)
+        if dist.files is None:
+            pytest.skip(f"{name} was installed without a RECORD of its files")
         for top in {file.parts[0] for file in dist.files or ()}:
             if top in ("..", "__pycache__") or top.endswith(".pth") or (into / top).exists():
                 continue  # scripts outside site-packages; .pth files would not run from here anyway
@@ -245,4 +253,4 @@ def test_an_optimizer_only_install_in_a_fresh_venv_with_torch_alone(tmp_path):
         assert process.returncode == 2, (command, stderr)
         assert stdout == ""
         assert stderr.startswith(f"{command}: this command needs the suite: pip install 'cmrepro[suite]' (missing: ")
-        assert stderr.count("\n") == 1 and "hydra" in stderr, stderr
+        assert stderr.count("\n") == 1 and stderr.endswith(f"and {len(SUITE_MODULES) - 3} more)\n"), stderr
