@@ -200,7 +200,9 @@ def test_an_optimizer_only_install_in_a_fresh_venv_with_torch_alone(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "cmrepro", source / "cmrepro", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("cmrepro", "hydra_plugins"):  # hydra_plugins: the sweep's plugin ships too, inert without Hydra
+        if (ROOT / package).is_dir():
+            shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     # This environment's pip installs into the fresh one (which has none); no index: torch is
     # already there, so anything else the core asked for would fail the install. No isolation:
     # the build uses the setuptools that torch itself requires.
