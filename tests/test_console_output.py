@@ -147,12 +147,12 @@ def test_a_stopped_run_says_how_to_resume_and_the_same_command_says_it_resumes(s
     assert console_lines(again.stderr) == [f"{short_dir} is already done; nothing to do"]
 
 
-def test_the_fused_step_says_once_that_it_compiles(short_dir, capfd):
+def test_the_fused_step_says_once_that_it_compiles(short_dir, capfd, monkeypatch):
     """In the training loop, as the train command runs it (``optimizer.fused`` is set in the config
     here: the command line has no key for it), over two epochs."""
     cfg = compose_run([*RUN, "trainer.max_steps_per_epoch=2"], short_dir)
     cfg["optimizer"]["fused"] = True
-    fused._COMPILED.clear()  # this process may have compiled the step before: compile it again here
+    monkeypatch.setattr(fused, "_COMPILED", {})  # this process may have compiled the step before: again here
     assert train(cfg, short_dir)["status"] == "done"
     # Ours only: torch's own logger may warn while it compiles (no CUDA runtime on this machine).
     ours = [line for line in capfd.readouterr().err.splitlines() if line.startswith(PREFIX)]
