@@ -24,7 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .command_checks import compose_config, hydra_overrides, job_overrides, parse_overrides, prints_only, sweep_params
+from .command_checks import composer, hydra_overrides, job_overrides, parse_overrides, prints_only, sweep_params
 from .data.presence import missing_data
 from .run_files import CHECKPOINT, ENDED, RunRecords
 
@@ -94,13 +94,14 @@ def planned_jobs(argv: Sequence[str], conf_dir: Path) -> list[PlannedJob] | None
     hydra = hydra_overrides(argv)
     sweep = bool({"-m", "--multirun"} & set(argv))
     lines = [override.input_line for override in parsed]
-    jobs = job_overrides(sweep_params(argv, conf_dir), lines) if sweep else [lines]
     planned = []
-    for number, overrides in enumerate(jobs):
-        cfg = compose_config(conf_dir, [*hydra, *overrides], hydra=True)
-        with open_dict(cfg):
-            cfg.hydra.job.num = cfg.hydra.job.id = number  # as the launcher numbers it
-        planned.append(PlannedJob(tuple(overrides), run_directory(cfg, sweep), job_config(cfg)))
+    with composer(conf_dir) as compose:
+        jobs = job_overrides(sweep_params(argv, conf_dir, compose), lines) if sweep else [lines]
+        for number, overrides in enumerate(jobs):
+            cfg = compose([*hydra, *overrides], True)
+            with open_dict(cfg):
+                cfg.hydra.job.num = cfg.hydra.job.id = number  # as the launcher numbers it
+            planned.append(PlannedJob(tuple(overrides), run_directory(cfg, sweep), job_config(cfg)))
     return planned
 
 
