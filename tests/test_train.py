@@ -159,8 +159,8 @@ def _metrics(path):
 
 def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path):
     args = ["dataset=synthetic_image", "optimizer=adam_cm", *QUICK]
-    straight = run_cli([*args, f"run_dir={tmp_path / 'straight'}"])
-    assert straight.returncode == 0, straight.stderr
+    straight = tmp_path / "straight"  # uninterrupted, in this process: the kill and resume are the CLI's
+    assert train(compose_run(args, straight), straight)["status"] == "done"
     killed = run_cli([*args, f"run_dir={tmp_path / 'killed'}"], env={"CMREPRO_KILL_AT_STEP": "5"})
     assert killed.returncode == -9  # SIGKILL in the middle of epoch 2 (3 steps per epoch)
     assert len(_metrics(tmp_path / "killed" / "metrics.jsonl")) == 1
