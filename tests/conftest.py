@@ -11,6 +11,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/oracle.py, tests/helpers.py
 
+from slow_marks import is_slow  # noqa: E402
+
 import cmrepro.optim._state as state_module  # noqa: E402
 import cmrepro.optim.buffer as buffer_module  # noqa: E402
 
@@ -34,6 +36,14 @@ def pytest_configure(config):
         # And every process a test starts (CLI runs, sweeps, torchrun) inherits the same share,
         # unless the test sets its own.
         os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow``: the tests that start processes or train end to end (tests/slow_marks.py), so that
+    ``make test-quick`` (``-m "not slow"``) runs the unit tests alone."""
+    for item in items:
+        if is_slow(item):
+            item.add_marker(pytest.mark.slow)
 
 
 MODES = ["host-decisions", "device-decisions", "tiny-chunks"]
