@@ -3,6 +3,7 @@ tests among them) and what tests/slow_marks.py marks slow."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,22 +14,45 @@ import pytest
 import slow_marks
 from train_helpers import ROOT, run_cli
 
+# Loaded into one `pytest --collect-only`: writes each collected test's node id and whether the
+# slow marker is on it, after conftest has marked them (one collection instead of one per -m).
+SELECTION_PLUGIN = """
+import json, os
+import pytest
 
-def _collected(marker: str) -> set[str]:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    marked = {item.nodeid: item.get_closest_marker("slow") is not None for item in items}
+    with open(os.environ["QUICK_SELECTION_OUT"], "w") as out:
+        json.dump(marked, out)
+"""
+
+
+@pytest.fixture(scope="module")
+def selections(tmp_path_factory) -> dict[str, set[str]]:
+    plugin_dir = tmp_path_factory.mktemp("selection")
+    (plugin_dir / "quick_selection_plugin.py").write_text(SELECTION_PLUGIN)
+    out = plugin_dir / "marked.json"
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")])),
+        "QUICK_SELECTION_OUT": str(out),
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", marker, "tests"],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        + ["-p", "quick_selection_plugin", "tests"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
+        env=environment,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return {line for line in done.stdout.splitlines() if "::" in line}
-
-
-@pytest.fixture(scope="module")
-def selections() -> dict[str, set[str]]:
-    return {"quick": _collected("not slow"), "slow": _collected("slow")}
+    marked = json.loads(out.read_text())
+    return {
+        "quick": {node for node, slow in marked.items() if not slow},
+        "slow": {node for node, slow in marked.items() if slow},
+    }
 
 
 def test_quick_is_a_proper_subset_that_keeps_the_optimizer_conformance_tests(selections):
