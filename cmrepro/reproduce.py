@@ -36,6 +36,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .suite_check import require_suite
+
+require_suite("cmrepro.reproduce")  # before the first third-party import: one line, not a traceback
+
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf

@@ -16,7 +16,10 @@ Under torchrun (``torchrun --nproc-per-node=8 -m cmrepro.train ...``) or Slurm w
 GPU, each process is one rank of a data-parallel run (:mod:`cmrepro.training.distributed`); a
 rank that fails ends with one line naming it.
 
-In a sweep (``-m``) a failed job ends cleanly so the others run; its result.json (written by the
+In a sweep (``-m``), before any job is launched or anything written, the sweeper
+(:mod:`cmrepro.sweeper`) checks the data of every job, once per dataset (one line each for what is
+missing, exit code 2), and leaves out the jobs whose runs already ended (one line; none left: exit
+code 0). A failed job ends cleanly so the others run; its result.json (written by the
 training, the one writer of run files) says ``failed`` and why. The sweep ends with a summary of
 its jobs and exits 1 if any failed or was refused.
 """
@@ -26,18 +29,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .suite_check import require_suite
+
+require_suite("cmrepro.train")  # before the first third-party import: one line, not a traceback
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from . import command_help  # noqa: F401  (the resolver of conf/hydra/help/train.yaml)
 from .cli import exit_on_unknown_option, print_traceback_if_asked, run_sweep
 from .command_checks import CommandLineError, check_command_line, sweep_jobs
+from .config_keys import exit_on_option_instead_of_override
 from .data import DataError
 from .data.base import Shard, check_shardable
+from .data.presence import missing_data
+from .prelaunch import MissingData
 from .run_files import RunFileError, remove_if_unstarted
 from .run_lock import RunLocked
-from .sweep_ledger import JobOutcome, read_outcomes, record_outcome, summary, sweep_ledger
+from .sweep_ledger import JobOutcome, read_launch, read_outcomes, record_outcome, summary, sweep_ledger
 from .training import CheckpointError, ConfigError, Interrupted, process_env, train
 from .training.checks import resolved_config
 from .training.distributed import DistEnv, exit_on_failure
@@ -89,7 +100,6 @@ def _run(cfg: DictConfig) -> None:
         end("interrupted", f"{run_dir}: stopped at once by a second Ctrl-C", 0)
         sys.exit(130)
     status = result["status"]
-    print(f"cmrepro.train: {status}: {run_dir}", file=sys.stderr)
     record_outcome(JobOutcome(job, str(run_dir), status if not result.get("skipped") else "already ended"))
 
 
@@ -117,6 +127,7 @@ def check_process_split(cfg: DictConfig | None, env: DistEnv) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
+    exit_on_option_instead_of_override("cmrepro.train", CONF_DIR)  # --epochs 3: did you mean trainer.epochs=3?
     exit_on_unknown_option("cmrepro.train", CONF_DIR, GROUPS)
     try:
         cfg = check_command_line(argv, CONF_DIR)
@@ -125,18 +136,41 @@ def main() -> None:
         print(f"cmrepro.train: {error}", file=sys.stderr)
         sys.exit(EXIT_REFUSED)
     if not ({"-m", "--multirun"} & set(argv)):
+        # Refused here, before Hydra makes the run directory: a run without its data leaves none.
+        exit_on_missing_data(missing_data([dataset_config(cfg)]) if cfg is not None else [])
         _run()
         return
     output_dir = Path(OmegaConf.select(cfg, "paths.output_dir")) if cfg is not None else Path("results/runs")
-    jobs = sweep_jobs(argv, CONF_DIR)  # to name the jobs a broken worker pool leaves without an outcome
-    with sweep_ledger(output_dir) as ledger:
-        stopped = run_sweep(_run)
-        lines, all_finished = summary(read_outcomes(ledger), jobs)
+    # The sweeper (cmrepro/sweeper.py) checks the data of every job and leaves out the ended runs
+    # before launching any: what it left out, and the jobs it launched, are in the ledger.
+    try:
+        with sweep_ledger(output_dir) as ledger:
+            stopped = run_sweep(_run)
+            outcomes, launch = read_outcomes(ledger), read_launch(ledger)
+    except MissingData as error:
+        exit_on_missing_data(error.lines)
+    if launch is not None and not launch.launched and not stopped:
+        return  # every run had ended: the sweeper said so in one line
+    jobs = launch.launched if launch is not None else sweep_jobs(argv, CONF_DIR)
+    lines, all_finished = summary(outcomes, jobs, launch.not_launched if launch is not None else ())
     if stopped:
         print(f"cmrepro.train: {stopped}", file=sys.stderr)
     print("cmrepro.train: " + "\n".join(lines), file=sys.stderr)
     if stopped or not all_finished:
         sys.exit(1)
+
+
+def dataset_config(cfg: DictConfig) -> dict:
+    """The resolved ``dataset`` node of a composed run config (checked resolvable already)."""
+    return OmegaConf.to_container(cfg.dataset, resolve=True)
+
+
+def exit_on_missing_data(lines: list[str]) -> None:
+    """Exit 2 with one line per missing dataset (each names the command that prepares it), if any."""
+    for line in lines:
+        print(f"cmrepro.train: {line}", file=sys.stderr)
+    if lines:
+        sys.exit(EXIT_REFUSED)
 
 
 if __name__ == "__main__":

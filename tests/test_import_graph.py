@@ -23,11 +23,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cmrepro", "cmrepro.validation", "cmrepro.paper_names", "cmrepro.paper_data", "cmrepro.run_files",
      "cmrepro.seeds", "cmrepro.cli", "cmrepro.run_identity", "cmrepro.run_lock", "cmrepro.sweep_ledger",
      "cmrepro.suite_check"),
+    # What conf/ defines, and the config groups a command's --help lists (both commands read them).
+    ("cmrepro.config_keys", "cmrepro.command_help"),
     ("cmrepro.optim", "cmrepro.models", "cmrepro.data", "cmrepro.claims"),
     ("cmrepro.metrics",),
     ("cmrepro.training", "cmrepro.toy", "cmrepro.report"),
-    ("cmrepro.config_keys",),  # what conf/ defines
     ("cmrepro.command_checks",),  # a command line checked against it, before Hydra runs
+    ("cmrepro.prelaunch",),  # every job of a command composed, its data and run directory, before launching
+    ("cmrepro.sweeper",),  # the sweep's Hydra sweeper, built on those
     ("cmrepro.train", "cmrepro.reproduce"),
 )  # fmt: skip
 LEAVES = LAYERS[0]

@@ -583,5 +583,7 @@ def test_differentiable_true_is_refused_in_one_line(cls):
 
 @pytest.mark.parametrize("cls", [AdamCM, AdamCG])
 def test_an_unknown_keyword_names_the_public_class(cls):
-    with pytest.raises(TypeError, match=rf"^{cls.__name__}\(\) got an unexpected keyword argument 'amsgrad'$"):
+    with pytest.raises(
+        TypeError, match=rf"^{cls.__name__}\.__init__\(\) got an unexpected keyword argument 'amsgrad'$"
+    ):
         cls(make_params(), amsgrad=True)

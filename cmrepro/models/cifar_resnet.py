@@ -7,13 +7,14 @@ standard one. ResNet34 with 100 classes has 21.3M parameters in 110 tensors.
 
 from __future__ import annotations
 
-import timm
 from torch import nn
 
 
 def cifar_resnet(depth: int, num_classes: int, in_channels: int = 3, width: float = 1.0) -> nn.Module:
     """``width`` scales the four stages' channels (1.0: the standard 64-512), for tiny smoke-test
     models; timm keeps the 64-channel stem, and a 1x1 projection then enters the first stage."""
+    import timm  # here, not at the top: 1.6 s of imports a command that builds no model never pays
+
     channels = tuple(max(1, round(base * width)) for base in (64, 128, 256, 512))
     model = timm.create_model(
         f"resnet{depth}",

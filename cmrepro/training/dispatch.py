@@ -124,7 +124,7 @@ def _skip_ended(cfg: DictConfig, run_dir: Path, records: RunRecords) -> dict:
     previous = records.read_result()
     # Skipped only if it is this very run; an edited experiment must not hide behind it.
     check_same_run(previous.get("config") or {}, OmegaConf.to_container(cfg), run_dir)
-    print(f"cmrepro: {run_dir} is already {previous['status']}; nothing to do", file=sys.stderr)
+    print(f"cmrepro.train: {run_dir} is already {previous['status']}; nothing to do", file=sys.stderr)
     _drop_checkpoint_if_asked(cfg, run_dir)  # so a finished sweep re-run with it off frees its disk
     return {**previous, "skipped": True}  # "skipped" only in what is returned, for the sweep's summary
 

@@ -85,7 +85,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
             raise KeyboardInterrupt  # a second Ctrl-C: the user wants out now
         if not request.requested:
             print(
-                f"cmrepro: {signal.Signals(signum).name} received; stopping after this step",
+                f"cmrepro.train: {signal.Signals(signum).name} received; stopping after this step",
                 file=sys.stderr,
                 flush=True,
             )
