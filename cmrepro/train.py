@@ -125,6 +125,10 @@ def check_process_split(cfg: DictConfig | None, env: DistEnv) -> None:
             raise ConfigError(str(error)) from None
 
 
+# Hydra's flags that print the config, help or environment and run nothing.
+PRINT_ONLY_FLAGS = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc"}
+
+
 def main() -> None:
     argv = sys.argv[1:]
     exit_on_option_instead_of_override("cmrepro.train", CONF_DIR)  # --epochs 3: did you mean trainer.epochs=3?
@@ -137,7 +141,9 @@ def main() -> None:
         sys.exit(EXIT_REFUSED)
     if not ({"-m", "--multirun"} & set(argv)):
         # Refused here, before Hydra makes the run directory: a run without its data leaves none.
-        exit_on_missing_data(missing_data([dataset_config(cfg)]) if cfg is not None else [])
+        # A command that only prints (--cfg job, --info) reads no data and runs without it.
+        if cfg is not None and not PRINT_ONLY_FLAGS & set(argv):
+            exit_on_missing_data(missing_data([dataset_config(cfg)]))
         _run()
         return
     output_dir = Path(OmegaConf.select(cfg, "paths.output_dir")) if cfg is not None else Path("results/runs")

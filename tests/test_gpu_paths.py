@@ -16,6 +16,7 @@ from train_helpers import compose_run, run_cli
 
 from cmrepro.data import DataContext, build_data
 from cmrepro.data.on_device import DeviceImages, Normalise, OnDeviceTrainLoader
+from cmrepro.data.vision import CIFAR_FORMATS
 from cmrepro.training import compiled as compiled_module
 from cmrepro.training import distributed, train
 from cmrepro.training.distributed import DistEnv, cuda_device
@@ -297,7 +298,12 @@ def test_a_compiled_ddp_step_on_the_gpu_slurm_gave_this_task(tmp_path) -> None:
 
 
 def test_cmrepro_traceback_shows_what_lies_behind_a_one_line_error(tmp_path) -> None:
-    """Missing data is one line; with CMREPRO_TRACEBACK=1 the traceback comes before it."""
+    """Unreadable data is one line; with CMREPRO_TRACEBACK=1 the traceback comes before it. (The
+    files are all there, so the pre-launch check passes them and the run's reader finds them broken.)"""
+    folder = tmp_path / "cifar10" / CIFAR_FORMATS["cifar10"].folder
+    folder.mkdir(parents=True)
+    for name in CIFAR_FORMATS["cifar10"].files:
+        (folder / name).write_bytes(b"not a pickle")
     done = run_cli(
         ["dataset=cifar10", f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path / 'runs'}"],
         env={"CMREPRO_TRACEBACK": "1"},

@@ -152,10 +152,15 @@ def test_the_seed_streams_keep_the_values_results_were_made_with():
 
 
 def test_the_registry_and_the_dispatch_sit_on_top_of_their_packages():
-    """No data module imports the registry, and neither loop imports the other or the dispatch."""
+    """No data module imports the registry, and neither loop imports the other or the dispatch.
+
+    The one reader of the registry inside the package is cmrepro.data.presence (the pre-launch data
+    check asks it which datasets fetch their own files), and no data module imports that either."""
     graph = import_graph()
-    data = [m for m in graph if m.startswith("cmrepro.data.") and m != "cmrepro.data.registry"]
-    assert data and not [m for m in data if "cmrepro.data.registry" in graph[m] or "cmrepro.data" in graph[m]]
+    on_top = {"cmrepro.data.registry", "cmrepro.data.presence"}
+    data = [m for m in graph if m.startswith("cmrepro.data.") and m not in on_top]
+    assert data and not [m for m in data if on_top & set(graph[m]) or "cmrepro.data" in graph[m]]
+    assert "cmrepro.data.registry" in graph["cmrepro.data.presence"]
     assert "cmrepro.training.streams" not in graph["cmrepro.training.supervised"]
     assert "cmrepro.training.supervised" not in graph["cmrepro.training.streams"]
     assert {m for m, targets in graph.items() if "cmrepro.training.dispatch" in targets} == {"cmrepro.training"}

@@ -3,6 +3,7 @@ the five verdict words, joint and trend claims, the escape-rule sensitivity, "no
 
 from __future__ import annotations
 
+import re
 from math import comb
 from pathlib import Path
 
@@ -307,7 +308,8 @@ def test_the_last_line_of_reproduce_toy_compares_verdicts_with_the_committed_one
         "  changed: b: inconclusive -> not supported",
     ]
     assert compare(current, None) == ["4 verdicts written; no committed verdicts (with claim ids) to compare them with"]
-    recipe = (RESULTS.parents[1] / "Makefile").read_text().split("reproduce-toy:\n", 1)[1].split("\n\n", 1)[0]
+    makefile = (RESULTS.parents[1] / "Makefile").read_text()
+    recipe = re.split(r"^reproduce-toy:.*\n", makefile, maxsplit=1, flags=re.M)[1].split("\n\n", 1)[0]
     assert recipe.splitlines()[-1].strip() == "$(PY) -m cmrepro.toy.verdicts"  # the last line of the target
 
 
