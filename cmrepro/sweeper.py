@@ -71,6 +71,7 @@ class SkipEndedSweeper(BasicSweeper):
             print(f"cmrepro.train: {ended_line(ended, len(jobs))}", file=sys.stderr, flush=True)
         if not launch:
             return []
+        print(f"cmrepro.train: {launch_line(len(launch), self.config.hydra)}", file=sys.stderr, flush=True)
         # As the basic sweeper: the sweep's config beside its runs, then the jobs in batches.
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -83,3 +84,13 @@ class SkipEndedSweeper(BasicSweeper):
             first += len(batch)
             returns.append(results)
         return returns
+
+
+def launch_line(jobs: int, hydra: Any) -> str:
+    """The one line said before launching (Hydra's launchers list every job, at INFO level, which
+    conf/hydra/hydra_logging/cmrepro.yaml keeps off the terminal): how many, how, and where."""
+    launcher = OmegaConf.select(hydra, "runtime.choices.hydra/launcher", default=None) or "basic"
+    parallel = OmegaConf.select(hydra, "launcher.n_jobs", default=None)
+    how = f"{launcher}, {parallel} at a time" if launcher == "joblib" and parallel else launcher
+    runs = "run" if jobs == 1 else "runs"
+    return f"launching {jobs} {runs} ({how}) under {hydra.sweep.dir}; each says one line as it ends"

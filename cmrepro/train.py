@@ -51,6 +51,7 @@ from .run_lock import RunLocked
 from .sweep_ledger import JobOutcome, read_launch, read_outcomes, record_outcome, summary, sweep_ledger
 from .training import CheckpointError, ConfigError, Interrupted, process_env, train
 from .training.checks import resolved_config
+from .training.console import speak_as_sweep_job
 from .training.distributed import DistEnv, exit_on_failure
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -70,6 +71,7 @@ def _run(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     job = hydra_cfg.job.num if sweep else 0
+    speak_as_sweep_job(sweep)  # a sweep's job prints one line as it ends; train.log keeps the rest
 
     def end(outcome: str, message: str, exit_code: int) -> None:
         print(f"cmrepro.train: {message}", file=sys.stderr)

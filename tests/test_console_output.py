@@ -280,3 +280,35 @@ def test_hydra_sends_the_record_to_train_log_alone_and_nothing_else_with_its_dec
     assert set(logging_conf.root.handlers) == {"console", "file"}
     hydra_conf = OmegaConf.load(CONF_DIR / "hydra" / "hydra_logging" / "cmrepro.yaml")
     assert hydra_conf.formatters[hydra_conf.handlers.console.formatter].format == PREFIX + "%(message)s"
+
+
+def test_a_sweeps_job_says_its_end_alone_naming_its_run_and_logs_every_line(tmp_path, capsys, caplog):
+    """In a sweep the start, epoch and checkpoint lines go to train.log only; the terminal gets the
+    status line after the run directory it belongs to. A single run prints them all."""
+    result = {"status": "done", "best": {"val_accuracy": 50.0, "epoch": 2}, "monitor": "val_accuracy"}
+    result |= {"epochs_completed": 2, "wall_time_s": 3.0}
+    trainer = {"checkpoint": True, "keep_checkpoint": False}
+    caplog.set_level("INFO", logger=console.RECORD.name)
+    try:
+        console.speak_as_sweep_job(True)
+        console.say(start_line(tmp_path, "cpu", resuming=False), detail=True)
+        console.say_ended(result, tmp_path, trainer)
+        console.say("non-finite training loss in epoch 2; run marked diverged")
+    finally:
+        console.speak_as_sweep_job(False)
+    status = "done: best val_accuracy 50.00 at epoch 2 of 2; trained in 3.0s"
+    assert capsys.readouterr().err.splitlines() == [
+        f"{PREFIX}{tmp_path}: {status}",
+        f"{PREFIX}non-finite training loss in epoch 2; run marked diverged",
+    ]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"starting {tmp_path} on cpu",
+        status,
+        f"checkpoint removed (trainer.keep_checkpoint=false); metrics in {tmp_path}",
+        "non-finite training loss in epoch 2; run marked diverged",
+    ]
+    console.say_ended(result, tmp_path, trainer)  # a single run: every line, no run directory before the status
+    assert capsys.readouterr().err.splitlines() == [
+        PREFIX + status,
+        f"{PREFIX}checkpoint removed (trainer.keep_checkpoint=false); metrics in {tmp_path}",
+    ]

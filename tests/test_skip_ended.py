@@ -5,6 +5,7 @@ sweep's summary still counts them; a run that can resume is launched."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from run_fixtures import write_run
@@ -36,6 +37,19 @@ def test_a_finished_sweep_run_again_launches_nothing(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     results = _results(out)
     assert len(results) == 2
+    # Each job says one line as it ends, whole (two workers share the terminal); Hydra's list of
+    # the jobs and each run's start and epoch lines stay off it, in the run's train.log.
+    launched, *ends, summary = _lines(first.stderr)
+    assert (
+        launched == f"cmrepro.train: launching 2 runs (joblib, 2 at a time) under {out}; each says one line as it ends"
+    )
+    ended = re.compile(r"cmrepro\.train: (\S+): done: best val_accuracy [\d.]+ at epoch 1 of 1; trained in [\d.]+s")
+    assert all(ended.fullmatch(line) for line in ends), ends
+    assert sorted(ended.fullmatch(line)[1] for line in ends) == sorted(str(path.parent) for path in results.values())
+    assert len(ends) == 2 and summary == "cmrepro.train: sweep: 2 jobs recorded: 2 done"
+    for path in results.values():
+        log = (path.parent / "train.log").read_text()
+        assert "starting " in log and "epoch 1/1" in log and "done: best val_accuracy" in log
     before = {
         name: (path.stat().st_mtime_ns, (path.parent / "metrics.jsonl").read_text()) for name, path in results.items()
     }
@@ -64,6 +78,7 @@ def test_a_partly_finished_sweep_launches_only_the_rest(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "cmrepro.train: 2 of 3 runs already ended (done 1, diverged 1); launching 1" in again.stderr
     assert "sweep: 3 jobs recorded: 2 already ended, 1 done" in again.stderr
+    assert f"cmrepro.train: launching 1 run (basic) under {out}; each says one line as it ends" in again.stderr
     assert (done.stat().st_mtime_ns, diverged.read_text()) == kept
     assert len(_results(out)) == 3
 

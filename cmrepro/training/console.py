@@ -34,9 +34,26 @@ RECORD = logging.getLogger("cmrepro.train")
 COMPILE_NOTICE = "compiling the fused optimizer step (once per run; up to a minute)..."
 
 
-def say(line: str, record: str | None = None) -> None:
-    """Print ``line`` with the prefix on stderr, and log ``record`` (``line`` when None) to train.log."""
-    print(PREFIX + line, file=sys.stderr, flush=True)
+# Whether this process runs one job of a sweep (``-m``). A single run prints every line; a sweep's
+# job prints its end alone, as one line naming its run directory, and its errors: two workers
+# running a table's 100 jobs would otherwise interleave 700 lines. train.log keeps every line.
+_in_sweep = False
+
+
+def speak_as_sweep_job(in_sweep: bool) -> None:
+    """Set by cmrepro/train.py for each job, from Hydra's run mode."""
+    global _in_sweep
+    _in_sweep = in_sweep
+
+
+def say(line: str, record: str | None = None, *, detail: bool = False) -> None:
+    """Print ``line`` with the prefix on stderr (a ``detail`` line only outside a sweep), and log
+    ``record`` (``line`` when None) to train.log."""
+    if not (detail and _in_sweep):
+        # One write of the whole line: the jobs of a sweep share the terminal, and print()'s
+        # separate write of the newline lets another process's line in between.
+        sys.stderr.write(f"{PREFIX}{line}\n")
+        sys.stderr.flush()
     RECORD.info(record if record is not None else line)
 
 
@@ -213,10 +230,13 @@ def size(path: Path) -> str:
 
 
 def say_ended(result: Mapping, run_dir: Path, trainer: Mapping) -> None:
-    """Say :func:`end_lines` of ``result`` (a run ended ``done`` or ``diverged``)."""
+    """Say :func:`end_lines` of ``result`` (a run ended ``done`` or ``diverged``); in a sweep, its
+    status line alone reaches the terminal, after the run directory it is of."""
     checkpoint, keep = bool(trainer.get("checkpoint", True)), bool(trainer.get("keep_checkpoint", True))
-    for line in end_lines(result, run_dir, checkpoint, keep):
-        say(line)
+    status, *rest = end_lines(result, run_dir, checkpoint, keep)
+    say(f"{shown_path(run_dir)}: {status}" if _in_sweep else status, record=status)
+    for line in rest:
+        say(line, detail=True)
 
 
 def say_stopped(run_dir: Path) -> None:
@@ -236,7 +256,7 @@ def compile_notice(enabled: bool = True) -> Iterator[None]:
     def notice(_variant: str) -> None:
         if not said:
             said.append(_variant)
-            say(COMPILE_NOTICE)
+            say(COMPILE_NOTICE, detail=True)
 
     remove: Callable[[], None] = fused.on_compile(notice) if enabled else (lambda: None)
     try:

@@ -47,7 +47,7 @@ def _number(value: float) -> str:
 def log_epoch(row: dict, total_epochs: int, monitor: str, tasks: int | None = None) -> None:
     """``row`` on stderr as a short line (:func:`~.console.epoch_summary`), terminal or not (nohup,
     Slurm, CI), and whole in train.log (:func:`epoch_line`), so a person can follow a run from either."""
-    say(epoch_summary(row, total_epochs, monitor, tasks), record=epoch_line(row, total_epochs))
+    say(epoch_summary(row, total_epochs, monitor, tasks), record=epoch_line(row, total_epochs), detail=True)
 
 
 class NullLogger:

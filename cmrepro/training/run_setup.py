@@ -127,7 +127,7 @@ def announce_start(run_dir: Path, device: torch.device, env: DistEnv) -> None:
     """The first start line (:func:`~.console.start_line`), on rank 0: said before the data is
     loaded and the model built, which take their time."""
     if env.is_main:
-        say(start_line(run_dir, str(device), (run_dir / CHECKPOINT).exists(), env.world_size))
+        say(start_line(run_dir, str(device), (run_dir / CHECKPOINT).exists(), env.world_size), detail=True)
 
 
 def announce_setup(cfg, model: nn.Module, state: RunState, steps: int | None, env: DistEnv, tasks=None) -> None:
@@ -136,9 +136,9 @@ def announce_setup(cfg, model: nn.Module, state: RunState, steps: int | None, en
     ``steps`` per epoch, ``tasks`` of a task stream."""
     if env.is_main:
         parameters = sum(parameter.numel() for parameter in model.parameters())
-        say(setup_line(cfg.model, parameters, cfg.optimizer, cfg.trainer.epochs, steps, tasks))
+        say(setup_line(cfg.model, parameters, cfg.optimizer, cfg.trainer.epochs, steps, tasks), detail=True)
         if state.epoch or state.step:
-            say(resume_line(state.epoch, state.step))
+            say(resume_line(state.epoch, state.step), detail=True)
 
 
 def steps_per_epoch(train, max_steps: int | None) -> int | None:
