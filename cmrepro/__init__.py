@@ -1,3 +1,3 @@
-"""cmrepro: reproduction suite for "Promoting Exploration in Memory-Augmented Adam using Critical Momenta"."""
+"""cmrepro, the reproduction suite for "Promoting Exploration in Memory-Augmented Adam using Critical Momenta"."""
 
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ log decoration, 100 columns, and the fused step's compile notice once."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -312,3 +313,16 @@ def test_a_sweeps_job_says_its_end_alone_naming_its_run_and_logs_every_line(tmp_
         PREFIX + status,
         f"{PREFIX}checkpoint removed (trainer.keep_checkpoint=false); metrics in {tmp_path}",
     ]
+
+
+def test_no_message_in_the_package_uses_the_bare_cmrepro_prefix():
+    """One prefix per command (cmrepro.train:, cmrepro.data:, ...): no string the package prints
+    starts with the bare "cmrepro: " the training run's notes once used."""
+    package = Path(console.__file__).parents[1]
+    bare = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            first = node.values[0] if isinstance(node, ast.JoinedStr) and node.values else node
+            if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith("cmrepro: "):
+                bare.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not bare

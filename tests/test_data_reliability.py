@@ -139,7 +139,7 @@ def test_unreadable_image_is_replaced_by_the_next_with_or_without_workers(tmp_pa
     # Named once per run, in one line on stderr (each run has its own record).
     err = capfd.readouterr().err
     assert err.count(f"skipping unreadable image {bad}") == 2 and all(
-        "cmrepro: imagenet:" in line for line in err.splitlines() if str(bad) in line
+        "cmrepro.train: imagenet:" in line for line in err.splitlines() if str(bad) in line
     )
 
 

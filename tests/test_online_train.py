@@ -167,7 +167,7 @@ def test_five_datasets_from_the_cli_reports_skipped_files(tmp_path):
     ]
     done = run_cli(args)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.count("cmrepro: notmnist: skipping unreadable image ") == 2  # each named once
+    assert done.stderr.count("cmrepro.train: notmnist: skipping unreadable image ") == 2  # each named once
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["status"] == "done" and result["skipped_files"] == {"notmnist": 2}
     assert len(result["accuracy_matrix"]) == 5 and result["best"]["learning_accuracy"] is not None

@@ -130,6 +130,6 @@ def test_settings_follow_the_distance_unless_set_apart_and_old_checkpoints_resum
     tracker = _tracker(model, optimizer)
     tracker.load_state_dict({})  # a checkpoint from before the path length: resume without it
     assert capsys.readouterr().err.strip().splitlines() == [
-        "cmrepro: the checkpoint predates metrics.path_length; resuming without the path length"
+        "cmrepro.train: the checkpoint predates metrics.path_length; resuming without the path length"
     ]
     assert "path_length" not in tracker.compute(1, model, optimizer) and not optimizer._optimizer_step_post_hooks

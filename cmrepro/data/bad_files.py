@@ -84,7 +84,7 @@ def read_rgb(path: str) -> Any:
 
 def warn(message: str) -> None:
     """One line on stderr, as the training entry point prints its notes."""
-    print(f"cmrepro: {message}", file=sys.stderr, flush=True)
+    print(f"cmrepro.train: {message}", file=sys.stderr, flush=True)
 
 
 class BadFiles:

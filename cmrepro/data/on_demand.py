@@ -37,7 +37,7 @@ def fetch_cifar(cfg: Mapping) -> None:
         found = f"no files, and dataset.download=true unpacks only into <data directory>/{folder_name}"
         raise data_error(fmt.name, cifar_expected(fmt, root), found, prepare_command(fmt.name, root))
     try:
-        prepare(fmt.name, root.parent, say=lambda line: print(f"cmrepro: {line}", file=sys.stderr))
+        prepare(fmt.name, root.parent, say=lambda line: print(f"cmrepro.train: {line}", file=sys.stderr))
     except (FetchError, DataError) as error:
         found, how = f"no files, and the download failed ({error})", f"download from {CIFAR_URL} into {root}"
         raise data_error(fmt.name, cifar_expected(fmt, root), found, how) from None

@@ -83,7 +83,7 @@ class TrainingMetrics:
             return
         if not state or "path_length" not in state:
             print(
-                "cmrepro: the checkpoint predates metrics.path_length; resuming without the path length",
+                "cmrepro.train: the checkpoint predates metrics.path_length; resuming without the path length",
                 file=sys.stderr,
             )
             self._path_hook.remove()

@@ -122,7 +122,7 @@ class DistEnv:
                 # The batch script itself (python without srun) or a one-task step: the job's
                 # other tasks never start, so a process group would wait for them until its timeout.
                 warn(
-                    f"cmrepro: SLURM_NTASKS={environ['SLURM_NTASKS']} but this job step runs one task "
+                    f"cmrepro.train: SLURM_NTASKS={environ['SLURM_NTASKS']} but this job step runs one task "
                     f"(SLURM_STEP_NUM_TASKS={environ.get('SLURM_STEP_NUM_TASKS', 'unset')}): training in one "
                     "process; start it with srun (or the submitit launcher) to use every task"
                 )
