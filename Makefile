@@ -29,16 +29,18 @@ help: ## this list
 		else printf "  %-22s %s\n", target, $$0 }'
 
 # The suite in TEST_JOBS processes (pytest-xdist): most tests wait on subprocesses of their own
-# (CLI runs, torchrun, sweeps), so two workers keep both cores busy.
+# (CLI runs, torchrun, sweeps), so two workers keep both cores busy; worksteal hands a worker
+# that ran out of tests half of the other's, so one long test at the end does not leave a core idle.
 TEST_JOBS ?= 2
-test: ## the whole test suite in TEST_JOBS processes; 8 min 34 s
-	$(PY) -m pytest -q -n $(TEST_JOBS)
+TEST_FLAGS := -q -n $(TEST_JOBS) --dist worksteal
+test: ## the whole test suite in TEST_JOBS processes; «MAKE_TEST»
+	$(PY) -m pytest $(TEST_FLAGS)
 
 # The unit tests alone, for the inner loop: the tests that start processes, train or sweep end to end
 # are marked slow by tests/slow_marks.py and left out. CI (.ci/run) runs the whole `make test`.
 .PHONY: test-quick
 test-quick: ## the unit tests alone (-m "not slow"), for the inner loop; about 75 s
-	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow"
+	$(PY) -m pytest $(TEST_FLAGS) -m "not slow"
 
 # Fetch, check and unpack datasets into paths.data_dir ($CMREPRO_DATA or data/), e.g.
 # make data DATASETS="cifar10 ptb"; imagenet needs its archives: python -m cmrepro.data prepare imagenet --from ...

@@ -3,6 +3,7 @@ a config key typed as an --option, and ``make help``."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import warm_python
 
 from cmrepro import command_help
 from cmrepro.config_keys import HYDRA_FLAGS, option_instead_of_override, unknown_key_message
@@ -18,9 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
-def _command(*argv: str) -> subprocess.CompletedProcess:
+def _command(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args``: cmrepro.train in a warm interpreter's child (tests/warm_python.py),
+    cmrepro.toy in a plain one (it sets variables before importing torch)."""
+    if module == "cmrepro.train":
+        return warm_python.run_module(module, list(args), cwd=ROOT, env=dict(os.environ), timeout=120)
     return subprocess.run(
-        [sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
 
 

@@ -78,9 +78,12 @@ def test_every_test_marked_by_hand_exists(selections):
 def test_the_makefile_target_selects_not_slow():
     makefile = (ROOT / "Makefile").read_text()
     (recipe,) = re.findall(r"^test-quick:.*\n\t(.*)$", makefile, flags=re.MULTILINE)
-    assert recipe == '$(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow"'
+    assert recipe == '$(PY) -m pytest $(TEST_FLAGS) -m "not slow"'
     (full,) = re.findall(r"^test:.*\n\t(.*)$", makefile, flags=re.MULTILINE)
-    assert "slow" not in full and " -k " not in full  # make test, which CI runs, deselects nothing
+    assert full == "$(PY) -m pytest $(TEST_FLAGS)"
+    (flags,) = re.findall(r"^TEST_FLAGS := (.*)$", makefile, flags=re.MULTILINE)
+    # make test, which CI runs, deselects nothing
+    assert "slow" not in flags and " -k " not in flags and " -m " not in flags
 
 
 # ---------------------------------------------------------------- what makes a test slow

@@ -1,13 +1,13 @@
-"""Compose run configs with Hydra's API, and run the CLI in a subprocess."""
+"""Compose run configs with Hydra's API, and run the CLI in a process of its own."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+import warm_python
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -58,12 +58,7 @@ def compose_run(overrides: list[str], run_dir: Path) -> dict:
 
 
 def run_cli(args: list[str], env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m cmrepro.train args``, in a process of its own (tests/warm_python.py: one that
+    starts with its imports done), its output captured."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "cmrepro.train", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=timeout,
-    )
+    return warm_python.run_module("cmrepro.train", args, cwd=ROOT, env=environment, timeout=timeout)
