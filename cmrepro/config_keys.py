@@ -29,6 +29,10 @@ CODE_ONLY_KEYS = (
     "model.dropout",
     "model.tie_weights",
     "optimizer.module",  # where a user's optimizer class is registered (cmrepro/optim/from_config.py)
+    # torch.optim's implementation switches, passed to the optimizer class as they are (unset: its
+    # default, the for-each step): +optimizer.fused=true runs cmrepro's compiled step.
+    "optimizer.fused",
+    "optimizer.foreach",
 )
 PRIMARY_CONFIG = "config.yaml"
 # Keys whose value is a mapping of free-form entries (e.g. dataset.stand_in: {train: 4, ...}).

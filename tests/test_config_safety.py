@@ -63,6 +63,16 @@ def test_an_experiment_keeps_its_folders_in_the_run_directory_name():
     assert check_command_line(["experiment=table2/best/cifar100_adam", "scale=smoke"], CONF_DIR) is not None
 
 
+@pytest.mark.parametrize("switch", ["fused", "foreach"])
+def test_torch_optims_implementation_switch_is_accepted_and_reaches_the_optimizer(switch):
+    argv = ["dataset=synthetic_image", "optimizer=adam_cm", f"+optimizer.{switch}=true"]
+    cfg = check_command_line(argv, CONF_DIR)
+    optimizer = optimizer_from_config(cfg.optimizer, [torch.nn.Parameter(torch.zeros(3))])
+    assert optimizer.defaults[switch] is True
+    with pytest.raises(CommandLineError, match="unknown config key 'optimizer.fusd'"):
+        check_command_line(["dataset=synthetic_image", "+optimizer.fusd=true"], CONF_DIR)
+
+
 def test_the_path_probe_exits_2_in_one_line_writing_nothing(tmp_path, monkeypatch, capsys):
     output = tmp_path / "project" / "runs"
     argv = ["dataset=synthetic_image", f"paths.output_dir={output}", "benchmark.table=../../../../../x"]
