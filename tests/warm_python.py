@@ -13,6 +13,10 @@ stdin (/dev/null) and output files, reseeds ``random``, and runs ``cmrepro.train
 atexit handlers, a traceback and exit 1 on an uncaught error), and its parent reports the exit
 code as ``subprocess`` does (``-9`` for SIGKILL).
 
+An uncaught error's traceback shows the warm interpreter's frames (``<string>``, ``runpy``)
+above the command's own, where ``python -m`` shows ``runpy``'s alone; the lines from the
+command's module down are the same (tests/test_warm_python.py compares the two).
+
 What a fork could get wrong is whatever is decided while importing. Environment variables read
 then (``OMP_NUM_THREADS``, ``PYTHON*``): the warm interpreter is started with the command's
 environment, and started again when a command's differs (RUNTIME_VARIABLES aside). Warnings
@@ -24,6 +28,7 @@ here. CMREPRO_TESTS_COLD=1 runs every command in a plain new interpreter.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -151,6 +156,14 @@ class WarmPython:
 
 
 _warm: WarmPython | None = None
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """The test process ends its server with it (else a forked process holding its stdin could
+    keep it waiting)."""
+    if _warm is not None and _warm.server.poll() is None:
+        _warm.close()
 
 
 def run_module(module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float):
