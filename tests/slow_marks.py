@@ -23,6 +23,7 @@ SLOW_NAMES = frozenset(
         "subprocess",
         "Popen",
         "run_cli",
+        "warm_python",  # tests/warm_python.py: commands in children of a warm interpreter
         "torchrun",
         "multiprocessing",
         "run_supervised",
