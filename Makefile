@@ -33,13 +33,13 @@ help: ## this list
 # that ran out of tests half of the other's, so one long test at the end does not leave a core idle.
 TEST_JOBS ?= 2
 TEST_FLAGS := -q -n $(TEST_JOBS) --dist worksteal
-test: ## the whole test suite in TEST_JOBS processes; 5 min 47 s
+test: ## the whole test suite in TEST_JOBS processes; 5 min 42 s
 	$(PY) -m pytest $(TEST_FLAGS)
 
 # The unit tests alone, for the inner loop: the tests that start processes, train or sweep end to end
 # are marked slow by tests/slow_marks.py and left out. CI (.ci/run) runs the whole `make test`.
 .PHONY: test-quick
-test-quick: ## the unit tests alone (-m "not slow"), for the inner loop; 1 min 25 s
+test-quick: ## the unit tests alone (-m "not slow"), for the inner loop; 1 min 24 s
 	$(PY) -m pytest $(TEST_FLAGS) -m "not slow"
 
 # Fetch, check and unpack datasets into paths.data_dir ($CMREPRO_DATA or data/), e.g.
