@@ -3,7 +3,6 @@ a config key typed as an --option, and ``make help``."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import warm_python
+from train_helpers import run_cli
 
 from cmrepro import command_help
 from cmrepro.config_keys import HYDRA_FLAGS, option_instead_of_override, unknown_key_message
@@ -21,10 +20,10 @@ CONF = ROOT / "conf"
 
 
 def _command(module: str, *args: str) -> subprocess.CompletedProcess:
-    """``python -m module args``: cmrepro.train in a warm interpreter's child (tests/warm_python.py),
-    cmrepro.toy in a plain one (it sets variables before importing torch)."""
+    """``python -m module args``: cmrepro.train as every CLI test runs it (run_cli: a warm
+    interpreter's child), cmrepro.toy in a plain one (it sets variables before importing torch)."""
     if module == "cmrepro.train":
-        return warm_python.run_module(module, list(args), cwd=ROOT, env=dict(os.environ), timeout=120)
+        return run_cli(list(args), timeout=120)
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )

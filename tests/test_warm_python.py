@@ -29,7 +29,7 @@ def test_a_command_ends_as_it_would_in_a_plain_interpreter(tmp_path, how):
     (tmp_path / "warm_probe.py").write_text(textwrap.dedent(PROBE))
     env = {**os.environ, "CMREPRO_WARM_PROBE": how}
     warm = warm_python.run_module("warm_probe", [how, "x y"], cwd=tmp_path, env=env, timeout=60)
-    cold = warm_python._cold("warm_probe", [how, "x y"], cwd=tmp_path, env=env, timeout=60)
+    cold = warm_python.run_module_cold("warm_probe", [how, "x y"], cwd=tmp_path, env=env, timeout=60)
     assert warm.returncode == cold.returncode == {"end": 0, "exit": 3, "raise": 1, "kill": -9}[how]
     assert warm.stdout == cold.stdout == f"argv ['{how}', 'x y'] cwd {tmp_path} var {how}\n"
     if how == "raise":  # the same traceback from the module's frame on; the server's frames above it

@@ -88,11 +88,16 @@ for line in sys.stdin:
 """
 
 
+def _import_time(env: dict[str, str]) -> dict[str, str]:
+    """The part of ``env`` that a command may read while importing: all but RUNTIME_VARIABLES."""
+    return {key: value for key, value in env.items() if not key.startswith(RUNTIME_VARIABLES)}
+
+
 class WarmPython:
     """One warm interpreter, serving this test process's commands one at a time."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = {key: value for key, value in env.items() if not key.startswith(RUNTIME_VARIABLES)}
+        self.env = _import_time(env)
         self.pending = b""
         self.server = subprocess.Popen(
             [sys.executable, "-c", SERVER, *WARM_IMPORTS],
@@ -104,8 +109,7 @@ class WarmPython:
 
     def serves(self, env: dict[str, str]) -> bool:
         """Whether a command with this environment runs here as it would in a fresh process."""
-        kept = {key: value for key, value in env.items() if not key.startswith(RUNTIME_VARIABLES)}
-        return self.server.poll() is None and kept == self.env
+        return self.server.poll() is None and _import_time(env) == self.env
 
     def close(self) -> None:
         """Ends the server, which waits for its next line between commands: killed, not sent an
@@ -171,7 +175,7 @@ def run_module(module: str, args: list[str], cwd: Path, env: dict[str, str], tim
     reports it: in a child of the warm interpreter where that runs it alike, else a plain process."""
     global _warm
     if os.environ.get(COLD_VARIABLE) == "1":
-        return _cold(module, args, cwd, env, timeout)
+        return run_module_cold(module, args, cwd, env, timeout)
     if _warm is None or not _warm.serves(env):
         if _warm is not None:
             _warm.close()
@@ -179,6 +183,7 @@ def run_module(module: str, args: list[str], cwd: Path, env: dict[str, str], tim
     return _warm.run(module, args, cwd, env, timeout)
 
 
-def _cold(module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float):
+def run_module_cold(module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float):
+    """The same command in a plain new interpreter."""
     command = [sys.executable, "-m", module, *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
